@@ -1,0 +1,27 @@
+# Every target sets itself up on a fresh machine with Python 3.11: a virtual environment
+# in .venv with the locked dependencies installed by uv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo sandbox bench simulate lint clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock requirements-dev.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(PY) -m uv pip install --quiet --python $(PY) -r requirements.lock -r requirements-dev.lock
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check dags plugins include tests bench
+	$(PY) -m ruff format --check dags plugins include tests bench
+
+clean:
+	rm -rf $(VENV) .sandbox-data .airflow reports
