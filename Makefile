@@ -25,3 +25,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .sandbox-data .airflow reports
+
+.PHONY: validate-deployment
+
+# Compose schema, hadolint and path checks of the deployment files; needs no Docker engine.
+validate-deployment: venv
+	$(PY) .ci/validate-deployment
