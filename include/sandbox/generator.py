@@ -13,6 +13,7 @@ matches agree without holding every person in memory.
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import dataclasses
 import random
@@ -22,7 +23,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cache
 from typing import Any
 
 # The Account every generated org contains, given as the 15-character Id that operators
@@ -268,7 +269,9 @@ class _NamePools:
     phrases: tuple[str, ...]
 
 
+@cache
 def _build_name_pools(seed: int) -> _NamePools:
+    """Draw names, companies and phrases from Faker locales once per seed (about 0.5 s)."""
     from faker import Faker
 
     def make_faker(locale: str) -> Faker:
@@ -451,7 +454,7 @@ class GeneratedOrg:
         rng.shuffle(planned)
         return tuple(planned)
 
-    @cached_property
+    @property
     def _pools(self) -> _NamePools:
         return _build_name_pools(self.spec.seed)
 
@@ -593,8 +596,9 @@ class GeneratedOrg:
         if subscriber_slot is not None:
             if rng.random() < spec.email_variant_share:
                 email = self._email_variant(person.email, rng)
-        elif rng.random() < spec.contact_without_email_share:
-            email = None
+        elif slot >= self.matched_contact_count + self.unsubscribe_contact_count:
+            if rng.random() < spec.contact_without_email_share:
+                email = None
 
         account_id = None
         if rng.random() >= spec.contact_without_account_share:
@@ -870,6 +874,83 @@ def generate_org(spec: OrgSpec | None = None) -> GeneratedOrg:
     return GeneratedOrg(spec or OrgSpec())
 
 
+def _parse_type_weights(text: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in text.split(","):
+        name, separator, weight = item.partition("=")
+        if not separator or not name.strip() or not weight.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"invalid campaign type weight {item!r}: expected Type=weight, for example "
+                "'Distribution List=4,Webinar=1'"
+            )
+        pairs.append((name.strip(), int(weight)))
+    return tuple(pairs)
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _parse_now(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid --now {text!r}: expected an ISO 8601 datetime such as 2026-01-01T00:00:00Z"
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_org_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--option`` per :class:`OrgSpec` field, named after the field.
+
+    Underscores become dashes (``--linked-share``). Every option defaults to None, meaning
+    the field's own default; :func:`org_spec_from_arguments` builds the spec.
+
+    :param parser: the parser or argument group to extend.
+    """
+    group = parser.add_argument_group("generated org (defaults in docs/sandbox-data.md)")
+    for spec_field in dataclasses.fields(OrgSpec):
+        option = "--" + spec_field.name.replace("_", "-")
+        if spec_field.name == "now":
+            group.add_argument(
+                option, type=_parse_now, help="reference time, ISO 8601 (default 2026-01-01Z)"
+            )
+        elif spec_field.name == "campaign_type_weights":
+            group.add_argument(
+                option,
+                type=_parse_type_weights,
+                help="Campaign types and their weights, as Type=weight,Type=weight",
+            )
+        elif spec_field.name == "segment_campaign_types":
+            group.add_argument(
+                option,
+                type=_parse_names,
+                help="comma-separated Campaign types whose Campaigns have segments",
+            )
+        elif spec_field.type == "float":
+            group.add_argument(
+                option, type=float, help=f"share from 0 to 1 (default {spec_field.default})"
+            )
+        else:
+            group.add_argument(option, type=int, help=f"count (default {spec_field.default})")
+
+
+def org_spec_from_arguments(args: argparse.Namespace) -> OrgSpec:
+    """Build an :class:`OrgSpec` from options added by :func:`add_org_spec_arguments`.
+
+    :param args: parsed arguments; options left at None keep the field's default.
+    :return: the spec.
+    :raises ValueError: when the values make an invalid spec.
+    """
+    changes = {}
+    for spec_field in dataclasses.fields(OrgSpec):
+        value = getattr(args, spec_field.name, None)
+        if value is not None:
+            changes[spec_field.name] = value
+    return OrgSpec(**changes)
+
+
 __all__ = [
     "CATEGORY_DESCRIPTIONS",
     "CERKL_COLLECTIONS",
@@ -879,8 +960,10 @@ __all__ = [
     "SALESFORCE_OBJECTS",
     "GeneratedOrg",
     "OrgSpec",
+    "add_org_spec_arguments",
     "case_safe_id",
     "generate_org",
     "generated_id",
+    "org_spec_from_arguments",
     "segment_external_id",
 ]
