@@ -275,15 +275,20 @@ def test_validate_deployment_passes_on_clean_copy(repository_copy: Path):
 
 
 @pytest.mark.slow
-def test_bootstrap_creates_missing_and_keeps_edits(tmp_path: Path):
+def test_airflow_init_creates_missing_and_keeps_edits(tmp_path: Path):
+    state_db_url = f"sqlite:///{tmp_path / 'state.db'}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
     env |= {
         "AIRFLOW_HOME": str(tmp_path),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_CERKL_SYNC_STATE": json.dumps(
+            {"conn_type": "generic", "extra": {"url": state_db_url}}
+        ),
         "PYTHONPATH": str(REPOSITORY),
+        # The script calls `airflow` and `python` as the image's PATH provides them.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    airflow = Path(sys.executable).parent / "airflow"
     bootstrap = REPOSITORY / "deploy" / "bootstrap_airflow.py"
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -293,13 +298,15 @@ def test_bootstrap_creates_missing_and_keeps_edits(tmp_path: Path):
         assert completed.returncode == 0, completed.stdout + completed.stderr
         return completed
 
-    run(str(airflow), "db", "migrate")
-    first = run(sys.executable, str(bootstrap))
+    first = run("bash", str(REPOSITORY / "deploy" / "airflow-init.sh"))
     first_output = first.stdout + first.stderr
 
+    assert "State DB at" in first_output
     assert "Pool cerkl_api created" in first_output
     assert "Variable cerkl_organization_id created" in first_output
     assert "Variable cerkl_sync_config created" in first_output
+    assert "Bootstrap finished" in first_output
+    assert (tmp_path / "state.db").exists()
 
     # Reads the defaults, edits them as an operator would, runs the bootstrap again in the same
     # process and prints what the metadata database holds afterwards.
