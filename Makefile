@@ -31,3 +31,8 @@ clean:
 # Compose schema, hadolint and path checks of the deployment files; needs no Docker engine.
 validate-deployment: venv
 	$(PY) .ci/validate-deployment
+
+# Both sandbox servers in the foreground (Salesforce on 8701, Cerkl on 8702, data in
+# .sandbox-data); pass more options with SANDBOX_ARGS="--seed-if-empty --contacts 5000".
+sandbox: venv
+	$(PY) -m include.sandbox serve $(SANDBOX_ARGS)

@@ -518,29 +518,43 @@ class Controls:
             if not route.path.startswith(CONTROL_PREFIX):
                 raise ValueError(f"control route {route.path!r} must start with {CONTROL_PREFIX!r}")
         shared = [
-            Route("/__sandbox__/reset", self._wrap(self._reset_route), methods=["POST"]),
-            Route("/__sandbox__/clock", self._wrap(self._clock_route), methods=["GET", "PUT"]),
-            Route("/__sandbox__/clock/advance", self._wrap(self._advance_route), methods=["POST"]),
-            Route("/__sandbox__/latency", self._wrap(self._latency_route), methods=["GET", "PUT"]),
+            Route("/__sandbox__/reset", self.wrap_endpoint(self._reset_route), methods=["POST"]),
+            Route(
+                "/__sandbox__/clock", self.wrap_endpoint(self._clock_route), methods=["GET", "PUT"]
+            ),
+            Route(
+                "/__sandbox__/clock/advance",
+                self.wrap_endpoint(self._advance_route),
+                methods=["POST"],
+            ),
+            Route(
+                "/__sandbox__/latency",
+                self.wrap_endpoint(self._latency_route),
+                methods=["GET", "PUT"],
+            ),
             Route(
                 "/__sandbox__/rate_limit",
-                self._wrap(self._rate_limit_route),
+                self.wrap_endpoint(self._rate_limit_route),
                 methods=["GET", "PUT"],
             ),
             Route(
                 "/__sandbox__/faults",
-                self._wrap(self._faults_route),
+                self.wrap_endpoint(self._faults_route),
                 methods=["GET", "POST", "DELETE"],
             ),
             Route(
-                "/__sandbox__/counters", self._wrap(self._counters_route), methods=["GET", "DELETE"]
+                "/__sandbox__/counters",
+                self.wrap_endpoint(self._counters_route),
+                methods=["GET", "DELETE"],
             ),
         ]
         return list(extra or []) + shared
 
-    def _wrap(
+    def wrap_endpoint(
         self, handler: Callable[[Request], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a control route handler so that ControlInputError becomes a 400 error body."""
+
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(request)

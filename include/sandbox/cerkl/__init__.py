@@ -1,0 +1,1 @@
+"""Local server of the Cerkl API v3 contract that this product targets."""

@@ -1,0 +1,59 @@
+"""Shared pytest fixtures: the sandbox servers and clients of their control routes."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from include.sandbox.client import SandboxControlClient
+from include.sandbox.runner import RunningSandbox, start_sandbox
+
+
+def _salesforce_app_available() -> bool:
+    try:
+        return importlib.util.find_spec("include.sandbox.salesforce.app") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """Both sandbox servers on free loopback ports over a fresh data folder, for the session.
+
+    NOTE: while ``include.sandbox.salesforce.app`` does not exist, only the Cerkl server
+    starts and ``sandbox.salesforce_url`` is None.
+    """
+    data_dir = tmp_path_factory.mktemp("sandbox-data")
+    servers = ("salesforce", "cerkl") if _salesforce_app_available() else ("cerkl",)
+    running = start_sandbox(data_dir, servers=servers)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def cerkl_controls(sandbox: RunningSandbox) -> Iterator[SandboxControlClient]:
+    """Control client of the Cerkl sandbox, reset (empty store, no faults) before the test."""
+    assert sandbox.cerkl_root_url is not None
+    client = SandboxControlClient(sandbox.cerkl_root_url)
+    client.reset()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def salesforce_controls(sandbox: RunningSandbox) -> Iterator[SandboxControlClient]:
+    """Control client of the Salesforce sandbox, reset before the test."""
+    if sandbox.salesforce_url is None:
+        pytest.skip("the Salesforce sandbox app (include.sandbox.salesforce.app) is missing")
+    client = SandboxControlClient(sandbox.salesforce_url)
+    client.reset()
+    try:
+        yield client
+    finally:
+        client.close()
