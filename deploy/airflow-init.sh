@@ -3,7 +3,8 @@
 # creates the cerkl_api pool and the cerkl_organization_id and cerkl_sync_config Variables
 # where they are missing, and hands the shared volumes to AIRFLOW_UID.
 #
-# Safe to run on every start: an existing pool or Variable is left as the operator set it.
+# It is safe to run on every start because an existing pool or Variable is left as the
+# operator set it.
 # Exits non-zero on the first failed step.
 set -euo pipefail
 

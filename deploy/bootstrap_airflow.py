@@ -64,8 +64,8 @@ def ensure_pool(name: str, slots: int, description: str, include_deferred: bool)
 def ensure_variable(key: str, value: str) -> bool:
     """Store a Variable in the metadata database unless the key is there already.
 
-    Only the metadata database is checked: a value from ``AIRFLOW_VAR_*`` or a secrets
-    backend takes precedence at read time anyway.
+    Only the metadata database is checked, because a value from ``AIRFLOW_VAR_*`` or a
+    secrets backend takes precedence over it at read time anyway.
 
     :return: True if the Variable was created, False if it existed and was left unchanged.
     """

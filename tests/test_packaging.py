@@ -23,7 +23,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 VALIDATE_SCRIPT = REPOSITORY / ".ci" / "validate-deployment"
 PIN_PATTERN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*(?:;\s*([^#]+))?")
 
-# Files and folders the validation script reads; a test copies them to break one at a time.
+# Files and folders the validation script reads. Tests copy them and break one at a time.
 VALIDATED_FILES = (
     "Dockerfile",
     ".dockerignore",
@@ -309,7 +309,7 @@ def test_airflow_init_creates_missing_and_keeps_edits(tmp_path: Path):
     assert (tmp_path / "state.db").exists()
 
     # Reads the defaults, edits them as an operator would, runs the bootstrap again in the same
-    # process and prints what the metadata database holds afterwards.
+    # process and prints what the metadata database contains afterwards.
     edit_and_rerun = f"""
 import json, runpy, sys
 from airflow.models.pool import Pool
@@ -326,11 +326,11 @@ try:
     runpy.run_path({str(bootstrap)!r}, run_name="__main__")
 except SystemExit:
     pass
-kept = {{
+after_rerun = {{
     "slots": Pool.get_pool("cerkl_api").slots,
     "organization_id": Variable.get("cerkl_organization_id"),
 }}
-print("RESULT " + json.dumps({{"created": created, "kept": kept}}))
+print("RESULT " + json.dumps({{"created": created, "after_rerun": after_rerun}}))
 """
     second = run(sys.executable, "-c", edit_and_rerun)
     second_output = second.stdout + second.stderr
@@ -343,4 +343,4 @@ print("RESULT " + json.dumps({{"created": created, "kept": kept}}))
     assert json.loads(result["created"]["sync_config"]) == json.loads(defaults)
     assert "Pool cerkl_api exists, left unchanged" in second_output
     assert "Variable cerkl_organization_id exists, left unchanged" in second_output
-    assert result["kept"] == {"slots": 9, "organization_id": "001EDITED"}
+    assert result["after_rerun"] == {"slots": 9, "organization_id": "001EDITED"}

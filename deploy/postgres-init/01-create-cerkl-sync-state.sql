@@ -1,4 +1,4 @@
 -- Creates the sync-state database next to the Airflow metadata database. The postgres image
--- runs this file only when it initialises an empty data volume; on an existing volume run the
--- statement once by hand (docs/deployment.md).
+-- runs this file only when it initialises an empty data volume. On an existing volume, run
+-- the statement once by hand (docs/deployment.md).
 CREATE DATABASE cerkl_sync_state;
