@@ -8,9 +8,10 @@ or the ``sqlalchemy.url`` option.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 
 from include.cerkl_sync.state.models import Base
+from include.cerkl_sync.state.store import create_state_engine
 
 # Fixed key of the PostgreSQL advisory lock that serializes concurrent migrations.
 MIGRATION_LOCK_KEY = 7_302_914_556_001
@@ -50,9 +51,11 @@ def run_migrations_online() -> None:
             "No database URL given to the state DB migrations; pass -x url=<SQLAlchemy URL> or "
             "run `python -m include.cerkl_sync.state migrate --url URL`."
         )
-    engine = create_engine(url)
+    engine = create_state_engine(url)
     try:
         with engine.connect() as connection:
+            # Writes on SQLite start with BEGIN IMMEDIATE, as in SyncStateStore.migrate.
+            connection.execution_options(cerkl_sync_write=True)
             _run(connection)
     finally:
         engine.dispose()
