@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from lark import Lark, Token, Tree
@@ -139,18 +138,6 @@ def decode_string(token: str, *, like: bool = False) -> list[tuple[str, bool]]:
 def string_value(token: str) -> str:
     """Return the text of a quoted SOQL string literal."""
     return "".join(char for char, _ in decode_string(token))
-
-
-@lru_cache(maxsize=256)
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.DOTALL)
-
-
-def sql_like(value: Any, pattern: str) -> int | None:
-    """SQLite function ``sf_like``: match casefolded ``value`` against a compiled LIKE pattern."""
-    if value is None:
-        return None
-    return 1 if _like_regex(pattern).fullmatch(str(value).casefold()) else 0
 
 
 def like_pattern(token: str) -> str:

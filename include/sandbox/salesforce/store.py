@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ class SalesforceStore:
         self.lock = threading.RLock()
         self.connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.connection.create_collation("SFNOCASE", _collate_nocase)
-        self.connection.create_function("sf_fold", 1, _fold_or_none, deterministic=True)
+        self.connection.create_function("sf_like", 2, sql_like, deterministic=True)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA foreign_keys=OFF")
@@ -375,8 +376,20 @@ class SalesforceStore:
             )
 
 
-def _fold_or_none(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+@lru_cache(maxsize=256)
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.DOTALL)
+
+
+def sql_like(value: Any, pattern: str) -> int | None:
+    """SQLite function ``sf_like``: match casefolded ``value`` against a translated LIKE pattern.
+
+    The SOQL engine translates the LIKE literal to ``pattern`` (a regular expression over
+    casefolded text), so matching ignores letter case in any script.
+    """
+    if value is None:
+        return None
+    return 1 if _like_regex(pattern).fullmatch(str(value).casefold()) else 0
 
 
 def sobject_of(record_id: str) -> str | None:
