@@ -9,6 +9,7 @@ import pytest
 
 from include.sandbox.client import SandboxControlClient
 from include.sandbox.runner import RunningSandbox, start_sandbox
+from tests.include.sandbox.cerkl.api_client import CerklApi
 
 
 def _salesforce_app_available() -> bool:
@@ -57,3 +58,15 @@ def salesforce_controls(sandbox: RunningSandbox) -> Iterator[SandboxControlClien
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def cerkl_api(sandbox: RunningSandbox, cerkl_controls: SandboxControlClient) -> Iterator[CerklApi]:
+    """An authenticated test client of the Cerkl sandbox API, after a reset."""
+    assert sandbox.cerkl_url is not None
+    api = CerklApi(sandbox.cerkl_url)
+    api.authenticate()
+    try:
+        yield api
+    finally:
+        api.session.close()

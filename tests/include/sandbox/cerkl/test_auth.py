@@ -7,7 +7,7 @@ import requests
 from include.sandbox.client import SandboxControlClient
 from include.sandbox.runner import RunningSandbox
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, CerklApi, error_code
+from .api_client import CLIENT_ID, CLIENT_SECRET, CerklApi, error_code
 
 
 def request_token(base_url: str, **kwargs: object) -> requests.Response:

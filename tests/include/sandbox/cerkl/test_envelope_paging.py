@@ -6,7 +6,7 @@ import pytest
 
 from include.sandbox.client import SandboxControlClient
 
-from .conftest import CerklApi, data_of, error_code
+from .api_client import CerklApi, data_of, error_code
 
 
 def seed_subscribers(controls: SandboxControlClient, count: int) -> list[int]:

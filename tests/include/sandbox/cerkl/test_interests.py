@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from include.sandbox.client import SandboxControlClient
 
-from .conftest import CerklApi, data_of, error_code
+from .api_client import CerklApi, data_of, error_code
 
 CATEGORIES = [{"id": number, "description": f"Topic {number}"} for number in range(1, 8)]
 

@@ -6,7 +6,7 @@ import pytest
 
 from include.sandbox.client import SandboxControlClient
 
-from .conftest import CerklApi, data_of, error_code
+from .api_client import CerklApi, data_of, error_code
 
 CAMPAIGN_EXTERNAL_ID = "SF_701000000000001AAA"
 

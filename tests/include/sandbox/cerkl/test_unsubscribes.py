@@ -6,7 +6,7 @@ import pytest
 
 from include.sandbox.client import SandboxControlClient
 
-from .conftest import CerklApi, data_of, error_code
+from .api_client import CerklApi, data_of, error_code
 
 STATUS_AND_PRIVACY = {"subscriber_status": {"id": 1}, "subscriber_privacy_level": {"id": 1}}
 

@@ -1,16 +1,11 @@
-"""Fixtures of the Cerkl sandbox tests: an authenticated API client."""
+"""Test client of the Cerkl sandbox API that sends the request envelope and bearer token."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
-
-from include.sandbox.client import SandboxControlClient
-from include.sandbox.runner import RunningSandbox
 
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"
@@ -68,18 +63,6 @@ class CerklApi:
         response = self.call("POST", "subscriber", data=[fields])
         assert response.status_code == 200, response.text
         return response.json()["template"]["data"][0]
-
-
-@pytest.fixture
-def cerkl_api(sandbox: RunningSandbox, cerkl_controls: SandboxControlClient) -> Iterator[CerklApi]:
-    """An authenticated client of a freshly reset Cerkl sandbox."""
-    assert sandbox.cerkl_url is not None
-    api = CerklApi(sandbox.cerkl_url)
-    api.authenticate()
-    try:
-        yield api
-    finally:
-        api.session.close()
 
 
 def data_of(response: requests.Response) -> list[dict[str, Any]]:
