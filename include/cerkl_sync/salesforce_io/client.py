@@ -24,6 +24,9 @@ Failure handling, per request:
 
 No log line or exception message contains a value from a record or a query. They carry
 sObject and field names, record Ids, input positions, counts, endpoint keys and error codes.
+
+simple-salesforce and the Airflow provider are imported when first needed, because importing
+them takes about a second and DAG files import this module at parse time.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import requests
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+from cerkl.redaction import QueryRedactingFilter, install_log_redaction
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from include.cerkl_sync.salesforce_io.endpoints import (
@@ -74,6 +77,9 @@ DEFAULT_REQUEST_TIMEOUT = 120.0
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 RETRY_AFTER_MAX_SECONDS = 60.0
+
+_TRANSPORT_LOGGER = "include.cerkl_sync.salesforce_transport"
+_REDACTION_FILTER = QueryRedactingFilter()
 
 
 class _RetryPolicy(enum.Enum):
@@ -209,7 +215,6 @@ class SalesforceClient:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
-        from cerkl.redaction import install_log_redaction
 
         delays = tuple(float(delay) for delay in lock_retry_delays)
         if any(delay < 0 for delay in delays):
@@ -234,9 +239,13 @@ class SalesforceClient:
         self._describe_cache: dict[str, dict[str, dict]] = {}
 
         install_request_counter(session, self._counter)
-        # urllib3 logs request lines, query strings included, at DEBUG. A SOQL lookup by email
-        # carries addresses there, so the shared redaction filter strips them.
+        # urllib3 and the sandbox transport log request paths, query strings included, at
+        # DEBUG. A SOQL lookup by email carries addresses there, so both get the filter that
+        # strips query strings and addresses.
         install_log_redaction()
+        transport_logger = logging.getLogger(_TRANSPORT_LOGGER)
+        if _REDACTION_FILTER not in transport_logger.filters:
+            transport_logger.addFilter(_REDACTION_FILTER)
 
     @property
     def api_calls(self) -> Counter[str]:
@@ -637,6 +646,8 @@ class SalesforceClient:
 
     def _connection(self) -> Salesforce:
         """Return the hook's logged-in connection, logging in when there is none."""
+        from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
         retrying = Retrying(
             retry=retry_if_exception(_is_transient_login_error),
             stop=stop_after_attempt(self._max_attempts),
@@ -862,6 +873,8 @@ def _write_result(position: int, raw: Mapping[str, Any], operation: str) -> Writ
 
 
 def _is_transient_login_error(exc: BaseException) -> bool:
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
     # A login answered with a 5xx and no SOAP fault carries the HTTP status as its code.
@@ -873,6 +886,8 @@ def _is_transient_login_error(exc: BaseException) -> bool:
 
 
 def _log_login_retry(retry_state: RetryCallState) -> None:
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     reason = (
         f"code {exc.code}"

@@ -6,10 +6,13 @@ An endpoint key is ``"<METHOD> <path>"`` with the variable parts of the path rep
 - the version segment of SOAP and Bulk 1.0 paths (``/services/Soap/u/59.0``,
   ``/services/async/59.0``) becomes ``{version}``;
 - a record Id, job Id or query locator segment becomes ``{id}``. An Id is 15 or 18 letters
-  and digits with at least one digit, and a locator is an Id followed by ``-<offset>``. Any
-  segment right after ``query`` or ``queryAll`` is a locator.
+  and digits with at least one digit, and a locator is an Id followed by ``-<offset>``. By
+  position, the segment after ``query``, ``queryAll`` and ``jobs/ingest`` is an Id, and so
+  is the segment after ``sobjects/<sObject>`` (``sobjects/<sObject>/<field>/<value>``: the
+  value) unless it is ``describe``, ``updated`` or ``deleted``.
 
-sObject and field names stay literal, the query string is dropped and so is a trailing slash.
+sObject and field names stay literal, and the query string and a trailing slash are dropped
+(``/services/data/``, the list of API versions, keeps its slash).
 Examples: ``GET /services/data/vXX.X/query``, ``GET /services/data/vXX.X/query/{id}``,
 ``PATCH /services/data/vXX.X/composite/sobjects/Contact/Cerkl_Subscriber_Id__c``,
 ``POST /services/Soap/u/{version}``. The sandbox server counts requests under the same keys,
@@ -37,6 +40,8 @@ _API_USAGE = re.compile(r"(?:^|[;\s])api-usage=(\d+)/(\d+)")
 # Path segments after which a bare version number (``59.0``) is a version segment.
 _VERSIONED_PARENTS = frozenset({"u", "m", "c", "T", "async"})
 _QUERY_RESOURCES = frozenset({"query", "queryAll"})
+_VERSIONS_PATH = "/services/data/"
+_SOBJECT_RESOURCES = frozenset({"describe", "updated", "deleted", ""})
 
 
 def endpoint_key(method: str, url: str) -> str:
@@ -47,21 +52,38 @@ def endpoint_key(method: str, url: str) -> str:
     :return: the key, for example ``GET /services/data/vXX.X/query/{id}``.
     """
     path = urlsplit(url).path
-    segments = [segment for segment in path.split("/") if segment]
-    keyed: list[str] = []
+    if path.endswith("/") and path != _VERSIONS_PATH:
+        path = path.rstrip("/")
+    segments = path.lstrip("/").split("/")
+    keyed = list(segments)
     for position, segment in enumerate(segments):
         parent = segments[position - 1] if position else ""
         if _API_VERSION_SEGMENT.match(segment):
-            keyed.append("vXX.X")
+            keyed[position] = "vXX.X"
         elif parent in _VERSIONED_PARENTS and _PLAIN_VERSION_SEGMENT.match(segment):
-            keyed.append("{version}")
-        elif parent in _QUERY_RESOURCES:
-            keyed.append("{id}")
-        elif _ID_SEGMENT.match(segment) or _LOCATOR_SEGMENT.match(segment):
-            keyed.append("{id}")
-        else:
-            keyed.append(segment)
+            keyed[position] = "{version}"
+        elif segment and (_ID_SEGMENT.match(segment) or _LOCATOR_SEGMENT.match(segment)):
+            keyed[position] = "{id}"
+    for position in _id_positions(segments):
+        if segments[position]:
+            keyed[position] = "{id}"
     return f"{method.upper()} /" + "/".join(keyed)
+
+
+def _id_positions(segments: list[str]) -> list[int]:
+    """Return the positions of the REST path segments that are Ids by where they stand."""
+    if len(segments) < 4 or segments[:2] != ["services", "data"]:
+        return []
+    start = 3
+    rest = segments[start:]
+    positions: list[int] = []
+    if len(rest) >= 2 and rest[0] in _QUERY_RESOURCES:
+        positions.append(start + 1)
+    if len(rest) >= 3 and rest[0] == "sobjects" and rest[2] not in _SOBJECT_RESOURCES:
+        positions.append(start + 3 if len(rest) >= 4 and rest[3] else start + 2)
+    if len(rest) >= 3 and rest[0] == "jobs" and rest[1] in ("ingest", "query"):
+        positions.append(start + 2)
+    return positions
 
 
 ENDPOINT_KEY: Callable[[str, str], str] = endpoint_key

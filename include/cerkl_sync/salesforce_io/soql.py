@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote_plus
 
-from simple_salesforce.format import quote_soql_value
-
 VALUES_PLACEHOLDER = "{values}"
 MAX_STATEMENT_CHARS = 100_000
 MAX_REQUEST_URI_BYTES = 16_384
@@ -65,6 +63,8 @@ def pack_in_statements(
         longer than 4,000 characters or does not fit in a statement on its own. The message
         gives the value's position and never the value.
     """
+    from simple_salesforce.format import quote_soql_value
+
     head, tail = split_template(soql_template)
     fixed_bytes = len(uri_prefix) + encoded_length(f"{head}(){tail}")
     fixed_chars = len(head) + len("()") + len(tail)
