@@ -130,9 +130,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return value
     if isinstance(default, tuple):
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(
-                f"{CONFIG_VARIABLE}.{name} must be a list of strings, got {value!r}."
-            )
+            raise ConfigError(f"{CONFIG_VARIABLE}.{name} must be a list of strings, got {value!r}.")
         return tuple(value)
     raise ConfigError(f"{CONFIG_VARIABLE}.{name} has an unsupported value {value!r}.")
 
@@ -176,7 +174,7 @@ def parse_config(values: Mapping[str, Any] | str | None) -> SyncConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"{CONFIG_VARIABLE} is not valid JSON ({exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}); store a JSON object such as {{\"lookback_minutes\": 15}}."
+                f'column {exc.colno}); store a JSON object such as {{"lookback_minutes": 15}}.'
             ) from exc
     if not isinstance(values, Mapping):
         raise ConfigError(f"{CONFIG_VARIABLE} must be a JSON object, got {type(values).__name__}.")

@@ -1,0 +1,510 @@
+"""Steps of the ``contacts_to_subscribers`` flow: extract, plan and apply.
+
+Each step takes its clients as arguments so that tests call it without a scheduler; the DAG's
+tasks build the clients from Airflow connections and pass XCom values in and out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from include.cerkl_sync.batches import BatchRef, BatchStore
+from include.cerkl_sync.flows.common import (
+    FlowResult,
+    RunInfo,
+    contact_field_list,
+    contact_writes,
+    format_soql_datetime,
+    make_link,
+    run_in_threads,
+)
+from include.cerkl_sync.planning.contacts import FLOW, plan_contacts_to_subscribers
+from include.cerkl_sync.planning.pairs import field_digest
+from include.cerkl_sync.planning.plan import FlowPlan
+from include.cerkl_sync.records import (
+    contact_from_salesforce,
+    normalize_email,
+    parse_timestamp,
+    subscriber_from_cerkl,
+    unsubscribe_from_cerkl,
+)
+
+if TYPE_CHECKING:
+    from cerkl.hooks import CerklHook
+
+    from include.cerkl_sync.salesforce_io import SalesforceClient
+    from include.cerkl_sync.state import Link, SyncStateStore
+
+log = logging.getLogger(__name__)
+
+
+def extract_contacts(
+    run: RunInfo, *, salesforce: SalesforceClient, state: SyncStateStore, batches: BatchStore
+) -> dict[str, Any]:
+    """Read Contacts in scope changed in the window, plus those pending from earlier runs.
+
+    Deleted Contacts come too (``queryAll``), so that their links can be dropped or moved.
+
+    :return: ``{"batches": [BatchRef], "count": n, "contact_ids_changed": n}``.
+    """
+    config = run.config
+    window = run.windows[FLOW]
+    fields = contact_field_list(config)
+    soql = (
+        f"SELECT {fields} FROM Contact "
+        f"WHERE SystemModstamp > {format_soql_datetime(window.start)} "
+        f"AND SystemModstamp <= {format_soql_datetime(window.end)} "
+        f"AND ({config.contact_scope_condition}) ORDER BY SystemModstamp, Id"
+    )
+    seen: set[str] = set()
+
+    def records():
+        for page in salesforce.iter_query_pages(soql, include_deleted=True):
+            for row in page:
+                seen.add(row["Id"])
+                yield contact_from_salesforce(row, config)
+        pending = [
+            item.record_id
+            for item in state.open_work_items(FLOW)
+            if item.record_type == "Contact" and item.record_id not in seen
+        ]
+        if pending:
+            template = f"SELECT {fields} FROM Contact WHERE Id IN {{values}}"
+            for page in salesforce.query_in_batches(template, pending, include_deleted=True):
+                for row in page:
+                    if row["Id"] not in seen:
+                        seen.add(row["Id"])
+                        yield contact_from_salesforce(row, config)
+
+    refs = batches.put_all(records(), label="contacts", batch_size=config.batch_size)
+    count = sum(ref["count"] for ref in refs)
+    log.info("Extracted %d Contacts for window %s to %s", count, window.start, window.end)
+    return {"batches": refs, "count": count}
+
+
+def _fetch_subscriber(cerkl: CerklHook, subscriber_id: int) -> tuple[str, dict | None]:
+    from cerkl.exceptions import CerklNotFoundError
+
+    try:
+        return "subscriber", subscriber_from_cerkl(cerkl.get_subscriber(subscriber_id))
+    except CerklNotFoundError:
+        unsubscribe = cerkl.get_unsubscribe(subscriber_id)
+        return "unsubscribe", unsubscribe_from_cerkl(unsubscribe) if unsubscribe else None
+
+
+def _needs_cerkl_read(contact: Mapping[str, Any], link: Link | None) -> bool:
+    """Tell whether a linked Contact may need a Cerkl write, so its subscriber must be read."""
+    if link is None:
+        return True
+    synced = link.synced_values
+    if field_digest("opted_out", bool(contact.get("opted_out"))) != synced.get("opted_out"):
+        return True
+    return any(
+        field_digest(name, contact.get(name)) != synced.get(name)
+        for name in ("first_name", "last_name", "email")
+    )
+
+
+def plan_contact_changes(
+    run: RunInfo,
+    contact_refs: Sequence[BatchRef],
+    changed_subscriber_refs: Sequence[BatchRef],
+    *,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    batches: BatchStore,
+) -> dict[str, Any]:
+    """Plan the Cerkl writes for the extracted Contacts, batch by batch.
+
+    Runs after new subscribers were linked, so a person new on both sides is linked once.
+
+    :return: ``{"plans": [BatchRef of plan dicts], "result": FlowResult dict}``.
+    """
+    config = run.config
+    workers = config.cerkl_workers
+    changed: dict[int, dict[str, Any]] = {
+        int(s["id"]): s for s in BatchStore.iter_records(changed_subscriber_refs)
+    }
+    unsubscribes: list[dict[str, Any]] | None = None
+    plan_refs: list[BatchRef] = []
+    result = FlowResult(FLOW)
+    created_so_far = 0
+
+    for ref in contact_refs:
+        contacts = BatchStore.get(ref)
+        links = state.get_links_by_contact(c["id"] for c in contacts)
+        linked_ids = {
+            c["id"]: (links[c["id"]].subscriber_id if c["id"] in links else c["subscriber_id"])
+            for c in contacts
+            if not c["is_deleted"]
+        }
+        by_id = {c["id"]: c for c in contacts}
+        to_read = sorted(
+            {
+                int(sid)
+                for cid, sid in linked_ids.items()
+                if sid is not None
+                and int(sid) not in changed
+                and _needs_cerkl_read(by_id[cid], links.get(cid))
+            }
+        )
+        subscribers: dict[int, dict[str, Any]] = dict(changed)
+        unsubscribes_by_id: dict[int, dict[str, Any]] = {}
+        for sid, (kind, record), error in run_in_threads(
+            lambda s: _fetch_subscriber(cerkl, s), to_read, workers=workers
+        ):
+            if error is not None:
+                _raise_if_systemic(error)
+                result.reject("subscriber", sid, f"CERKL_READ_FAILED: {type(error).__name__}")
+                continue
+            if kind == "subscriber" and record is not None:
+                subscribers[sid] = record
+            elif record is not None:
+                unsubscribes_by_id[sid] = record
+
+        unlinked = [
+            c
+            for c in contacts
+            if not c["is_deleted"]
+            and linked_ids.get(c["id"]) is None
+            and normalize_email(c.get("email"))
+        ]
+        keys = sorted({normalize_email(c["email"]) for c in unlinked})
+        subscribers_by_email: dict[str, dict[str, Any]] = {}
+        for key, found, error in run_in_threads(
+            cerkl.find_subscriber_by_email, keys, workers=workers
+        ):
+            if error is not None:
+                _raise_if_systemic(error)
+                continue
+            if found is not None:
+                subscribers_by_email[key] = subscriber_from_cerkl(found)
+        linked_elsewhere = set(
+            state.get_links_by_subscriber(s["id"] for s in subscribers_by_email.values())
+        )
+
+        unsubscribes_by_email: dict[str, dict[str, Any]] = {}
+        if unlinked or any(sid not in subscribers for sid in to_read):
+            if unsubscribes is None:
+                unsubscribes = [unsubscribe_from_cerkl(u) for u in cerkl.iter_unsubscribes()]
+            for unsubscribe in unsubscribes:
+                unsubscribes_by_id.setdefault(unsubscribe["id"], unsubscribe)
+                key = normalize_email(unsubscribe.get("email"))
+                if key:
+                    unsubscribes_by_email[key] = unsubscribe
+
+        plan = plan_contacts_to_subscribers(
+            contacts,
+            links=links,
+            subscribers=subscribers,
+            changed_subscriber_ids=set(changed),
+            subscribers_by_email=subscribers_by_email,
+            unsubscribes_by_id=unsubscribes_by_id,
+            unsubscribes_by_email=unsubscribes_by_email,
+            linked_subscriber_ids=linked_elsewhere,
+            conflict_rule=config.conflict_rule,
+            new_subscriber_cap=max(0, run.new_subscriber_cap - created_so_far),
+        )
+        created_so_far += sum(1 for a in plan.actions if a["action"] == "create")
+        plan_refs.append(batches.put([plan.to_dict()], label="contacts-plan"))
+        result.absorb_plan(plan)
+        for action, count in plan.action_counts().items():
+            result.counts[f"planned_{action}"] += count
+    return {"plans": plan_refs, "result": result.to_dict()}
+
+
+def _raise_if_systemic(error: BaseException) -> None:
+    """Re-raise errors that no single record causes: auth, retries spent, configuration."""
+    from cerkl.exceptions import CerklApiError, CerklAuthError
+
+    if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
+        raise error
+
+
+def apply_contact_changes(
+    run: RunInfo,
+    plan_refs: Sequence[BatchRef],
+    *,
+    salesforce: SalesforceClient,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    plan_result: Mapping[str, Any],
+) -> FlowResult:
+    """Carry out the planned Cerkl writes and record links; in a dry run, count them only.
+
+    Creating links holds the state DB's link lock, so that only one task creates links at a
+    time. Creates are idempotent across task retries: a ``DUPLICATE_EMAIL`` answer turns into
+    a look-up, and the subscriber found is linked when no other Contact holds it.
+    """
+    result = FlowResult(FLOW)
+    result.counts.update(plan_result.get("counts", {}))
+    result.rejected.extend(plan_result.get("rejected", []))
+    result.conflicts.extend(plan_result.get("conflicts", []))
+    result.records = int(plan_result.get("records", 0))
+    for key in [k for k in result.counts if k.startswith("planned_")]:
+        del result.counts[key]
+    applier = _ContactApplier(run, salesforce, cerkl, state, result)
+    for ref in plan_refs:
+        for data in BatchStore.get(ref):
+            plan = FlowPlan.from_dict(data)
+            if run.dry_run:
+                for action in plan.actions:
+                    result.counts[action["action"]] += 1
+                continue
+            with state.link_lock(f"{run.run_id}:{FLOW}"):
+                applier.apply(plan)
+            state.add_work_items(
+                FLOW,
+                "pending",
+                [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
+            )
+            for item in plan.deferred:
+                state.add_work_items(
+                    item["flow"],
+                    "pending",
+                    [(item["record_type"], item["record_id"], item["reason"])],
+                )
+    return result
+
+
+class _ContactApplier:
+    def __init__(
+        self,
+        run: RunInfo,
+        salesforce: SalesforceClient,
+        cerkl: CerklHook,
+        state: SyncStateStore,
+        result: FlowResult,
+    ) -> None:
+        self.run = run
+        self.config = run.config
+        self.salesforce = salesforce
+        self.cerkl = cerkl
+        self.state = state
+        self.result = result
+        self.now = datetime.now(UTC)
+
+    def apply(self, plan: FlowPlan) -> None:
+
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for action in plan.actions:
+            by_kind.setdefault(action["action"], []).append(action)
+
+        links_to_save: list[Link] = []
+        salesforce_updates: list[dict[str, Any]] = []
+        resolved: list[str] = []
+
+        # Subscribers to create: new Contacts, and Contacts whose opt-out was cleared.
+        creates = by_kind.get("create", []) + by_kind.get("resubscribe", [])
+        if creates:
+            results = self.cerkl.create_subscribers([a["subscriber"] for a in creates])
+            for action, outcome in zip(creates, results, strict=True):
+                subscriber = outcome.subscriber
+                if subscriber is None and outcome.error_code == "DUPLICATE_EMAIL":
+                    subscriber = self._claim_existing(action)
+                if subscriber is None:
+                    if outcome.error_code == "SELF_UNSUBSCRIBED":
+                        self.result.counts["skipped"] += 1
+                        resolved.append(action["contact_id"])
+                    else:
+                        self.result.reject(
+                            "Contact",
+                            action["contact_id"],
+                            f"CERKL_CREATE_FAILED: {outcome.error_code}",
+                        )
+                    continue
+                self.result.counts[
+                    "created" if action["action"] == "create" else "resubscribed"
+                ] += 1
+                links_to_save.append(
+                    self._link(
+                        action["contact_id"],
+                        int(subscriber["id"]),
+                        action.get("synced_values", {}),
+                        opted_out=False,
+                        action=action,
+                        subscriber=subscriber,
+                    )
+                )
+                salesforce_updates.append(
+                    {
+                        "Id": action["contact_id"],
+                        **contact_writes({"subscriber_id": subscriber["id"]}, self.config),
+                    }
+                )
+                resolved.append(action["contact_id"])
+
+        # Existing subscribers to link, possibly with an update or an unsubscribe.
+        for action in by_kind.get("link", []) + by_kind.get("link_and_unsubscribe", []):
+            unsubscribe = action["action"] == "link_and_unsubscribe"
+            if not unsubscribe and action.get("changes"):
+                if not self._cerkl_call(
+                    action, lambda a: self.cerkl.update_subscriber(a["subscriber_id"], a["changes"])
+                ):
+                    continue
+            if unsubscribe and not self._cerkl_call(
+                action, lambda a: self.cerkl.unsubscribe_subscriber(a["subscriber_id"])
+            ):
+                continue
+            self.result.counts["linked"] += 1
+            if unsubscribe:
+                self.result.counts["unsubscribed"] += 1
+            writes = {
+                "subscriber_id": action["subscriber_id"],
+                **action.get("salesforce_changes", {}),
+            }
+            salesforce_updates.append(
+                {"Id": action["contact_id"], **contact_writes(writes, self.config)}
+            )
+            links_to_save.append(
+                self._link(
+                    action["contact_id"],
+                    action["subscriber_id"],
+                    action.get("synced_values", {}),
+                    opted_out=unsubscribe,
+                    action=action,
+                )
+            )
+            resolved.append(action["contact_id"])
+
+        # Linked pairs: updates and unsubscribes, several at once.
+        def update(action: dict[str, Any]) -> Any:
+            return self.cerkl.update_subscriber(action["subscriber_id"], action["changes"])
+
+        def unsubscribe(action: dict[str, Any]) -> Any:
+            return self.cerkl.unsubscribe_subscriber(action["subscriber_id"])
+
+        for kind, func, counter, opted_out in (
+            ("update", update, "updated", False),
+            ("unsubscribe", unsubscribe, "unsubscribed", True),
+        ):
+            actions = by_kind.get(kind, [])
+            for action, answer, error in run_in_threads(
+                func, actions, workers=self.config.cerkl_workers
+            ):
+                if error is not None and not self._record_error(action, error):
+                    continue
+                self.result.counts[counter] += 1
+                links_to_save.append(
+                    self._link(
+                        action["contact_id"],
+                        action["subscriber_id"],
+                        action.get("synced_values", {}),
+                        opted_out=opted_out,
+                        action=action,
+                        subscriber=answer if isinstance(answer, dict) else None,
+                    )
+                )
+                resolved.append(action["contact_id"])
+
+        for action in by_kind.get("adopt_link", []):
+            self.result.counts["linked"] += 1
+            links_to_save.append(
+                self._link(
+                    action["contact_id"],
+                    action["subscriber_id"],
+                    action.get("synced_values", {}),
+                    opted_out=False,
+                    action=action,
+                )
+            )
+
+        for action in by_kind.get("unlink", []):
+            self.state.delete_links([action["contact_id"]])
+            self.result.counts["unlinked"] += 1
+        for action in by_kind.get("move_link", []):
+            self.state.move_link(action["contact_id"], action["master_id"])
+            salesforce_updates.append(
+                {
+                    "Id": action["master_id"],
+                    **contact_writes({"subscriber_id": action["subscriber_id"]}, self.config),
+                }
+            )
+            self.result.counts["link_moved"] += 1
+
+        if salesforce_updates:
+            for update_row, outcome in zip(
+                salesforce_updates,
+                self.salesforce.update("Contact", salesforce_updates),
+                strict=True,
+            ):
+                if not outcome.success:
+                    self.result.reject(
+                        "Contact",
+                        update_row["Id"],
+                        f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
+                    )
+        if links_to_save:
+            self.state.save_links(links_to_save)
+        if resolved:
+            self.state.resolve_work_items(FLOW, "Contact", resolved)
+
+    def _link(
+        self,
+        contact_id: str,
+        subscriber_id: int,
+        synced: Mapping[str, str],
+        *,
+        opted_out: bool,
+        action: Mapping[str, Any],
+        subscriber: Mapping[str, Any] | None = None,
+    ) -> Link:
+        previous = self.state.get_links_by_contact([contact_id]).get(contact_id)
+        if previous is not None and previous.subscriber_id != int(subscriber_id):
+            previous = None
+        cerkl_seen = action.get("cerkl_seen_at")
+        if subscriber is not None:
+            cerkl_seen = subscriber.get("date_modified_utc") or subscriber.get("modified")
+        return make_link(
+            contact_id,
+            subscriber_id,
+            synced,
+            opted_out=opted_out,
+            salesforce_seen_at=action.get("salesforce_seen_at"),
+            cerkl_seen_at=cerkl_seen,
+            previous=previous,
+        )
+
+    def _claim_existing(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Find the subscriber a create collided with; claim it when no other Contact holds it."""
+        found = self.cerkl.find_subscriber_by_email(action["subscriber"]["email"])
+        if found is None:
+            return None
+        holder = self.state.get_links_by_subscriber([int(found["id"])]).get(int(found["id"]))
+        if holder is not None and holder.contact_id != action["contact_id"]:
+            return None
+        log.info(
+            "Contact %s: subscriber %s already existed; linking it",
+            action["contact_id"],
+            found["id"],
+        )
+        return found
+
+    def _cerkl_call(self, action: Mapping[str, Any], func) -> bool:
+        try:
+            func(action)
+        except Exception as exc:  # noqa: BLE001 - classified by _record_error
+            return self._record_error(action, exc)
+        return True
+
+    def _record_error(self, action: Mapping[str, Any], error: BaseException) -> bool:
+        """Quarantine a record-level Cerkl error; re-raise a systemic one. Returns False."""
+        _raise_if_systemic(error)
+        code = getattr(error, "code", None) or type(error).__name__
+        log.warning(
+            "Contact %s: Cerkl rejected %s (%s)", action["contact_id"], action["action"], code
+        )
+        self.result.reject(
+            "Contact", action["contact_id"], f"CERKL_{action['action'].upper()}_FAILED: {code}"
+        )
+        return False
+
+
+def parse_window_time(value: str) -> datetime:
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError(f"Missing window time {value!r}")
+    return parsed

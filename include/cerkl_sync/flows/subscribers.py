@@ -1,0 +1,499 @@
+"""Steps of the Cerkl-to-Salesforce flows.
+
+- ``extract_subscriber_changes``: subscribers changed in the window, unsubscribes in the
+  window, and the pending ones of earlier runs;
+- ``link_new_subscribers``: flow ``new_subscribers_to_contacts``;
+- ``apply_unsubscribes``: flow ``unsubscribes_to_contacts``;
+- ``apply_subscriber_changes``: flows ``subscriber_changes_to_contacts`` and
+  ``interests_to_contacts`` (one Contact update carries both).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from include.cerkl_sync.batches import BatchRef, BatchStore
+from include.cerkl_sync.flows.common import (
+    FlowResult,
+    RunInfo,
+    contact_field_list,
+    contact_writes,
+    make_link,
+    run_in_threads,
+)
+from include.cerkl_sync.planning import subscribers as new_subscribers
+from include.cerkl_sync.planning import writeback
+from include.cerkl_sync.planning.pairs import field_digest
+from include.cerkl_sync.planning.subscribers import match_subscribers_to_contacts
+from include.cerkl_sync.records import (
+    contact_from_salesforce,
+    normalize_email,
+    parse_timestamp,
+    subscriber_from_cerkl,
+    unsubscribe_from_cerkl,
+)
+
+if TYPE_CHECKING:
+    from cerkl.hooks import CerklHook
+
+    from include.cerkl_sync.salesforce_io import SalesforceClient
+    from include.cerkl_sync.state import Link, SyncStateStore
+
+log = logging.getLogger(__name__)
+
+NEW_FLOW = new_subscribers.FLOW
+UNSUBSCRIBES_FLOW = writeback.UNSUBSCRIBES_FLOW
+CHANGES_FLOW = writeback.CHANGES_FLOW
+INTERESTS_FLOW = writeback.INTERESTS_FLOW
+
+
+def _within(value: str | None, start: datetime, end: datetime) -> bool:
+    when = parse_timestamp(value)
+    return when is not None and start < when <= end
+
+
+def extract_subscriber_changes(
+    run: RunInfo, *, cerkl: CerklHook, state: SyncStateStore, batches: BatchStore
+) -> dict[str, Any]:
+    """Read Cerkl's changes of the window and the pending work of earlier runs.
+
+    :return: ``{"changed": [BatchRef], "unlinked": [BatchRef], "unsubscribes": [BatchRef]}``
+        with counts; ``changed`` holds every subscriber modified in the window, ``unlinked``
+        those of them (and the pending ones) that no Contact is linked to.
+    """
+    from cerkl.exceptions import CerklNotFoundError
+
+    config = run.config
+    windows = [run.windows[f] for f in (NEW_FLOW, CHANGES_FLOW, INTERESTS_FLOW)]
+    start = min(w.start for w in windows)
+    end = max(w.end for w in windows)
+
+    changed_refs: list[BatchRef] = []
+    unlinked_refs: list[BatchRef] = []
+    seen_unlinked: set[int] = set()
+    for page in cerkl.iter_subscriber_pages(modified_since=start):
+        records = [subscriber_from_cerkl(s) for s in page]
+        records = [r for r in records if _within(r["modified"], start, end)]
+        if not records:
+            continue
+        changed_refs.append(batches.put(records, label="subscribers-changed"))
+        links = state.get_links_by_subscriber(r["id"] for r in records)
+        unlinked = [r for r in records if r["id"] not in links]
+        seen_unlinked.update(r["id"] for r in unlinked)
+        if unlinked:
+            unlinked_refs.append(batches.put(unlinked, label="subscribers-unlinked"))
+
+    pending_ids = sorted(
+        {
+            int(item.record_id)
+            for item in state.open_work_items(NEW_FLOW)
+            if item.record_type == "subscriber" and int(item.record_id) not in seen_unlinked
+        }
+    )
+    pending: list[dict[str, Any]] = []
+    gone: list[str] = []
+    for subscriber_id, found, error in run_in_threads(
+        cerkl.get_subscriber, pending_ids, workers=config.cerkl_workers
+    ):
+        if isinstance(error, CerklNotFoundError):
+            gone.append(str(subscriber_id))
+        elif error is not None:
+            raise error
+        else:
+            pending.append(subscriber_from_cerkl(found))
+    if gone:
+        state.resolve_work_items(NEW_FLOW, "subscriber", gone)
+    links = state.get_links_by_subscriber(p["id"] for p in pending)
+    pending = [p for p in pending if p["id"] not in links]
+    if pending:
+        unlinked_refs.extend(
+            batches.put_all(pending, label="subscribers-pending", batch_size=config.batch_size)
+        )
+
+    window = run.windows[UNSUBSCRIBES_FLOW]
+    unsubscribes = [
+        u
+        for u in (unsubscribe_from_cerkl(r) for r in cerkl.iter_unsubscribes(since=window.start))
+        if _within(u["unsubscribed_at"], window.start, window.end)
+    ]
+    known = {u["id"] for u in unsubscribes}
+    pending_unsubscribes = sorted(
+        {
+            int(item.record_id)
+            for item in state.open_work_items(UNSUBSCRIBES_FLOW)
+            if item.record_type == "unsubscribe" and int(item.record_id) not in known
+        }
+    )
+    for unsubscribe_id, found, error in run_in_threads(
+        cerkl.get_unsubscribe, pending_unsubscribes, workers=config.cerkl_workers
+    ):
+        if error is not None:
+            raise error
+        if found is None:
+            state.resolve_work_items(UNSUBSCRIBES_FLOW, "unsubscribe", [str(unsubscribe_id)])
+        else:
+            unsubscribes.append(unsubscribe_from_cerkl(found))
+    unsubscribe_refs = batches.put_all(
+        unsubscribes, label="unsubscribes", batch_size=config.batch_size
+    )
+    summary = {
+        "changed": changed_refs,
+        "unlinked": unlinked_refs,
+        "unsubscribes": unsubscribe_refs,
+        "counts": {
+            "changed": sum(r["count"] for r in changed_refs),
+            "unlinked": sum(r["count"] for r in unlinked_refs),
+            "unsubscribes": len(unsubscribes),
+        },
+    }
+    log.info("Extracted Cerkl changes: %s", summary["counts"])
+    return summary
+
+
+def _query_contacts(
+    salesforce: SalesforceClient, run: RunInfo, column: str, values: Iterable[str]
+) -> list[dict[str, Any]]:
+    values = sorted(set(values))
+    if not values:
+        return []
+    template = f"SELECT {contact_field_list(run.config)} FROM Contact WHERE {column} IN {{values}}"
+    return [
+        contact_from_salesforce(row, run.config)
+        for page in salesforce.query_in_batches(template, values)
+        for row in page
+    ]
+
+
+def _raise_if_systemic(error: BaseException) -> None:
+    from cerkl.exceptions import CerklApiError, CerklAuthError
+
+    if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
+        raise error
+
+
+def link_new_subscribers(
+    run: RunInfo,
+    unlinked_refs: Sequence[BatchRef],
+    *,
+    salesforce: SalesforceClient,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+) -> FlowResult:
+    """Link unlinked subscribers to Contacts, creating Contacts where none matches.
+
+    Contacts are created by upsert on the subscriber-id external Id, so a retried task never
+    creates a second Contact for the same subscriber.
+    """
+    config = run.config
+    fields = config.contact_fields
+    result = FlowResult(NEW_FLOW)
+    for ref in unlinked_refs:
+        subscribers = BatchStore.get(ref)
+        keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
+        found = _query_contacts(salesforce, run, fields.email, keys)
+        holders = state.get_links_by_contact(c["id"] for c in found)
+        candidates = [
+            c
+            for c in found
+            if not c["is_deleted"] and c["id"] not in holders and c["subscriber_id"] is None
+        ]
+        plan = new_subscribers.plan_new_subscriber_links(
+            subscribers,
+            candidates=candidates,
+            account_id=run.organization_id,
+            missing_last_name=config.missing_last_name,
+            conflict_rule=config.conflict_rule,
+        )
+        result.absorb_plan(plan)
+        if run.dry_run:
+            for action in plan.actions:
+                result.counts[action["action"]] += 1
+            continue
+        with state.link_lock(f"{run.run_id}:{NEW_FLOW}"):
+            _apply_new_subscriber_plan(plan.actions, run, salesforce, cerkl, state, result)
+        state.add_work_items(
+            NEW_FLOW,
+            "pending",
+            [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
+        )
+    return result
+
+
+def _apply_new_subscriber_plan(
+    actions: Sequence[Mapping[str, Any]],
+    run: RunInfo,
+    salesforce: SalesforceClient,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    result: FlowResult,
+) -> None:
+    config = run.config
+    fields = config.contact_fields
+    links = []
+    done: list[str] = []
+
+    creates = [a for a in actions if a["action"] == "create_contact"]
+    rows = [
+        {**contact_writes(a["contact"], config), fields.subscriber_id: str(a["subscriber_id"])}
+        for a in creates
+    ]
+    for action, outcome in zip(
+        creates, salesforce.upsert("Contact", fields.subscriber_id, rows), strict=True
+    ):
+        if not outcome.success:
+            result.reject(
+                "subscriber",
+                action["subscriber_id"],
+                f"SALESFORCE_CREATE_FAILED: {outcome.error_code}",
+            )
+            continue
+        result.counts["created_contact"] += 1
+        if action.get("last_name_fallback"):
+            result.counts["last_name_fallback"] += 1
+        links.append(
+            make_link(
+                outcome.id,
+                action["subscriber_id"],
+                action["synced_values"],
+                opted_out=False,
+                cerkl_seen_at=action.get("cerkl_seen_at"),
+            )
+        )
+        done.append(str(action["subscriber_id"]))
+
+    link_actions = [a for a in actions if a["action"] == "link"]
+    rows = [
+        {
+            "Id": a["contact_id"],
+            **contact_writes(
+                {"subscriber_id": a["subscriber_id"], **a.get("salesforce_changes", {})}, config
+            ),
+        }
+        for a in link_actions
+    ]
+    for action, outcome in zip(link_actions, salesforce.update("Contact", rows), strict=True):
+        if not outcome.success:
+            result.reject(
+                "subscriber",
+                action["subscriber_id"],
+                f"SALESFORCE_LINK_FAILED: {outcome.error_code}",
+            )
+            continue
+        if action.get("cerkl_changes"):
+            try:
+                cerkl.update_subscriber(action["subscriber_id"], action["cerkl_changes"])
+            except Exception as exc:  # noqa: BLE001 - classified below
+                _raise_if_systemic(exc)
+                result.reject(
+                    "subscriber",
+                    action["subscriber_id"],
+                    f"CERKL_UPDATE_FAILED: {getattr(exc, 'code', type(exc).__name__)}",
+                )
+        result.counts["linked"] += 1
+        links.append(
+            make_link(
+                action["contact_id"],
+                action["subscriber_id"],
+                action["synced_values"],
+                opted_out=False,
+                salesforce_seen_at=action.get("salesforce_seen_at"),
+                cerkl_seen_at=action.get("cerkl_seen_at"),
+            )
+        )
+        done.append(str(action["subscriber_id"]))
+    if links:
+        state.save_links(links)
+    if done:
+        state.resolve_work_items(NEW_FLOW, "subscriber", done)
+
+
+def apply_unsubscribes(
+    run: RunInfo,
+    unsubscribe_refs: Sequence[BatchRef],
+    *,
+    salesforce: SalesforceClient,
+    state: SyncStateStore,
+) -> FlowResult:
+    """Mark the Contacts of Cerkl unsubscribes as opted out."""
+    config = run.config
+    fields = config.contact_fields
+    result = FlowResult(UNSUBSCRIBES_FLOW)
+    for ref in unsubscribe_refs:
+        unsubscribes = BatchStore.get(ref)
+        links = state.get_links_by_subscriber(u["id"] for u in unsubscribes)
+        unlinked = [
+            u for u in unsubscribes if u["id"] not in links and normalize_email(u.get("email"))
+        ]
+        found = _query_contacts(
+            salesforce, run, fields.email, [normalize_email(u["email"]) for u in unlinked]
+        )
+        holders = state.get_links_by_contact(c["id"] for c in found)
+        candidates = [c for c in found if c["id"] not in holders and c["subscriber_id"] is None]
+        matches = {
+            sid: match["contact_id"]
+            for sid, match in match_subscribers_to_contacts(unlinked, candidates).items()
+        }
+        linked_contacts = _query_contacts(
+            salesforce, run, "Id", [link.contact_id for link in links.values()]
+        )
+        contacts = {c["id"]: c for c in linked_contacts + candidates}
+        plan = writeback.plan_unsubscribes_to_contacts(
+            unsubscribes,
+            links_by_subscriber=links,
+            contacts=contacts,
+            matches=matches,
+            set_has_opted_out=config.set_has_opted_out_of_email,
+        )
+        result.absorb_plan(plan)
+        if run.dry_run:
+            for action in plan.actions:
+                result.counts[action["action"]] += 1
+            continue
+        rows = []
+        for action in plan.actions:
+            changes: dict[str, Any] = {"unsubscribe_flag": True}
+            if config.set_has_opted_out_of_email:
+                changes["has_opted_out"] = True
+            if action["link"]:
+                changes["subscriber_id"] = action["subscriber_id"]
+            rows.append({"Id": action["contact_id"], **contact_writes(changes, config)})
+        new_links = []
+        done = [item["record_id"] for item in plan.skipped]
+        with state.link_lock(f"{run.run_id}:{UNSUBSCRIBES_FLOW}"):
+            outcomes = salesforce.update("Contact", rows) if rows else []
+            for action, outcome in zip(plan.actions, outcomes, strict=True):
+                if not outcome.success:
+                    result.reject(
+                        "unsubscribe",
+                        action["subscriber_id"],
+                        f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
+                    )
+                    continue
+                result.counts["opted_out"] += 1
+                existing = links.get(action["subscriber_id"])
+                if existing is not None and existing.contact_id != action["contact_id"]:
+                    existing = None
+                new_links.append(
+                    make_link(
+                        action["contact_id"],
+                        action["subscriber_id"],
+                        {},
+                        opted_out=True,
+                        previous=existing,
+                    )
+                )
+                done.append(str(action["subscriber_id"]))
+            if new_links:
+                state.save_links(new_links)
+        if done:
+            state.resolve_work_items(UNSUBSCRIBES_FLOW, "unsubscribe", done)
+    return result
+
+
+def apply_subscriber_changes(
+    run: RunInfo,
+    changed_refs: Sequence[BatchRef],
+    contact_refs: Sequence[BatchRef],
+    *,
+    salesforce: SalesforceClient,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+) -> tuple[FlowResult, FlowResult]:
+    """Write subscriber name, email, score and interest changes to linked Contacts."""
+    config = run.config
+    changes_result = FlowResult(CHANGES_FLOW)
+    interests_result = FlowResult(INTERESTS_FLOW)
+    changed_contact_ids = {c["id"] for c in BatchStore.iter_records(contact_refs)}
+    for ref in changed_refs:
+        subscribers = BatchStore.get(ref)
+        by_id = {s["id"]: s for s in subscribers}
+        links = state.get_links_by_subscriber(s["id"] for s in subscribers)
+        linked = [s for s in subscribers if s["id"] in links]
+        contacts = {
+            c["id"]: c
+            for c in _query_contacts(
+                salesforce, run, "Id", [links[s["id"]].contact_id for s in linked]
+            )
+        }
+        interests: dict[int, list[dict[str, Any]]] = {}
+        for subscriber_id, ranked, error in run_in_threads(
+            cerkl.get_subscriber_interests, [s["id"] for s in linked], workers=config.cerkl_workers
+        ):
+            if error is not None:
+                _raise_if_systemic(error)
+                interests_result.reject(
+                    "subscriber",
+                    subscriber_id,
+                    f"CERKL_READ_FAILED: {getattr(error, 'code', type(error).__name__)}",
+                )
+                continue
+            interests[subscriber_id] = ranked
+        changes_plan, interests_plan = writeback.plan_subscriber_changes_to_contacts(
+            linked,
+            links_by_subscriber=links,
+            contacts=contacts,
+            changed_contact_ids=changed_contact_ids,
+            interests=interests,
+            conflict_rule=config.conflict_rule,
+        )
+        for item in subscribers:
+            if item["id"] not in links:
+                changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
+        changes_result.absorb_plan(changes_plan)
+        interests_result.absorb_plan(interests_plan)
+        if run.dry_run:
+            changes_result.counts["updated"] += len(changes_plan.actions)
+            interests_result.counts["updated"] += len(interests_plan.actions)
+            continue
+
+        merged: dict[str, dict[str, Any]] = {}
+        owners: dict[str, list[tuple[FlowResult, dict[str, Any]]]] = {}
+        for plan, result in ((changes_plan, changes_result), (interests_plan, interests_result)):
+            for action in plan.actions:
+                merged.setdefault(action["contact_id"], {}).update(action["changes"])
+                owners.setdefault(action["contact_id"], []).append((result, action))
+        rows = [{"Id": cid, **contact_writes(changes, config)} for cid, changes in merged.items()]
+        outcomes = salesforce.update("Contact", rows) if rows else []
+        new_links = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            for result, action in owners[row["Id"]]:
+                if not outcome.success:
+                    result.reject(
+                        "subscriber",
+                        action["subscriber_id"],
+                        f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
+                    )
+                    continue
+                result.counts["updated"] += 1
+                if "synced_values" in action:
+                    link = links[action["subscriber_id"]]
+                    new_links.append(
+                        make_link(
+                            link.contact_id,
+                            link.subscriber_id,
+                            action["synced_values"],
+                            opted_out=None,
+                            cerkl_seen_at=by_id[action["subscriber_id"]].get("modified"),
+                            previous=link,
+                        )
+                    )
+        for action in changes_plan.skipped:
+            sid = int(action["record_id"])
+            if action["reason"] == "UNCHANGED" and sid in links:
+                link = links[sid]
+                new_links.append(
+                    make_link(
+                        link.contact_id,
+                        sid,
+                        {},
+                        opted_out=None,
+                        cerkl_seen_at=by_id[sid].get("modified"),
+                        previous=link,
+                    )
+                )
+        if new_links:
+            state.save_links(new_links)
+    return changes_result, interests_result

@@ -1,0 +1,197 @@
+"""Flows that write Cerkl changes back to Contacts.
+
+- ``unsubscribes_to_contacts``: every Cerkl unsubscribe in the window, or still unapplied,
+  sets the opt-out checkbox (and ``HasOptedOutOfEmail`` when configured) on the linked
+  Contact; an unsubscribe without a link is matched to a Contact by email first. The one
+  exception: a Contact whose opt-out was cleared after an admin or integration unsubscribe is
+  subscribed again by the Salesforce-to-Cerkl flow instead.
+- ``subscriber_changes_to_contacts``: name and email changes (by the two-way rules) and the
+  engagement score go to the linked Contact.
+- ``interests_to_contacts``: the top five interests by rank go to the five interest fields,
+  blank where there are fewer.
+
+A write is planned only where the Contact's current value differs, so the sync's own writes
+are not echoed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from include.cerkl_sync.planning.pairs import field_digest, reconcile_pair
+from include.cerkl_sync.planning.plan import FlowPlan
+from include.cerkl_sync.records import email_problem, name_problem, parse_timestamp
+
+UNSUBSCRIBES_FLOW = "unsubscribes_to_contacts"
+CHANGES_FLOW = "subscriber_changes_to_contacts"
+INTERESTS_FLOW = "interests_to_contacts"
+INTEREST_SLOTS = 5
+
+
+def opt_out_cleared_after(
+    contact: Mapping[str, Any], unsubscribe: Mapping[str, Any], synced_values: Mapping[str, str]
+) -> bool:
+    """Tell whether a Contact's opt-out was cleared after a Cerkl unsubscribe that allows it.
+
+    True only when the unsubscribe was made by an admin or the integration (a person who
+    unsubscribed themselves is never subscribed again), the last sync saw the Contact opted
+    out, the Contact is no longer opted out, and it was modified after the unsubscribe.
+    """
+    if unsubscribe.get("self_unsubscribed") or contact.get("opted_out"):
+        return False
+    if synced_values.get("opted_out") != field_digest("opted_out", True):
+        return False
+    modified = parse_timestamp(contact.get("modified"))
+    unsubscribed = parse_timestamp(unsubscribe.get("unsubscribed_at"))
+    return modified is not None and unsubscribed is not None and modified > unsubscribed
+
+
+def plan_unsubscribes_to_contacts(
+    unsubscribes: Iterable[Mapping[str, Any]],
+    *,
+    links_by_subscriber: Mapping[int, Any],
+    contacts: Mapping[str, Mapping[str, Any]],
+    matches: Mapping[int, str],
+    set_has_opted_out: bool,
+) -> FlowPlan:
+    """Plan the opt-out writes for Cerkl unsubscribes.
+
+    :param unsubscribes: Unsubscribe records (in the window, plus the unapplied ones).
+    :param links_by_subscriber: state-DB links by subscriber id.
+    :param contacts: current Contact records by Id, for linked and matched Contacts.
+    :param matches: subscriber id to the Contact Id chosen by email for unlinked ones.
+    :param set_has_opted_out: also set ``HasOptedOutOfEmail``.
+    :return: the plan: ``mark_opted_out`` actions (``link`` true when the link is new).
+    """
+    plan = FlowPlan(UNSUBSCRIBES_FLOW)
+    for unsubscribe in unsubscribes:
+        subscriber_id = int(unsubscribe["id"])
+        link = links_by_subscriber.get(subscriber_id)
+        contact_id = link.contact_id if link is not None else matches.get(subscriber_id)
+        if contact_id is None:
+            plan.skip("unsubscribe", str(subscriber_id), "NO_MATCHING_CONTACT")
+            continue
+        contact = contacts.get(contact_id)
+        if contact is None or contact.get("is_deleted"):
+            plan.skip("unsubscribe", str(subscriber_id), "CONTACT_DELETED")
+            continue
+        synced = link.synced_values if link is not None else {}
+        if opt_out_cleared_after(contact, unsubscribe, synced):
+            plan.skip("unsubscribe", str(subscriber_id), "OPT_OUT_CLEARED_IN_SALESFORCE")
+            continue
+        needs_flag = not contact.get("unsubscribe_flag")
+        needs_has_opted_out = set_has_opted_out and not contact.get("has_opted_out")
+        if not needs_flag and not needs_has_opted_out and link is not None:
+            plan.skip("unsubscribe", str(subscriber_id), "ALREADY_OPTED_OUT")
+            continue
+        plan.add(
+            "mark_opted_out",
+            subscriber_id=subscriber_id,
+            contact_id=contact_id,
+            unsubscribe_flag=needs_flag,
+            has_opted_out=needs_has_opted_out,
+            link=link is None,
+        )
+    return plan
+
+
+def top_interests(interests: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Return the descriptions of the five best-ranked interests, padded with None."""
+    ranked = sorted(
+        (item for item in interests if item.get("rank") is not None),
+        key=lambda item: (int(item["rank"]), str(_interest_name(item) or "")),
+    )
+    names = [_interest_name(item) for item in ranked[:INTEREST_SLOTS]]
+    return names + [None] * (INTEREST_SLOTS - len(names))
+
+
+def _interest_name(item: Mapping[str, Any]) -> str | None:
+    category = item.get("category")
+    if isinstance(category, Mapping):
+        description = category.get("description")
+    else:
+        description = item.get("description")
+    return str(description).strip()[:255] if description else None
+
+
+def plan_subscriber_changes_to_contacts(
+    subscribers: Iterable[Mapping[str, Any]],
+    *,
+    links_by_subscriber: Mapping[int, Any],
+    contacts: Mapping[str, Mapping[str, Any]],
+    changed_contact_ids: set[str],
+    interests: Mapping[int, Sequence[Mapping[str, Any]]],
+    conflict_rule: str,
+) -> tuple[FlowPlan, FlowPlan]:
+    """Plan Contact updates for subscribers changed in the window.
+
+    :param subscribers: Subscriber records changed in the window and linked.
+    :param links_by_subscriber: state-DB links by subscriber id.
+    :param contacts: current Contact records by Id for those links.
+    :param changed_contact_ids: Contacts Salesforce reported changed in the window.
+    :param interests: ranked interests by subscriber id (absent: not fetched, left alone).
+    :param conflict_rule: the configured conflict rule.
+    :return: the ``subscriber_changes_to_contacts`` and ``interests_to_contacts`` plans, with
+        ``update_contact`` actions holding record-named ``changes``.
+    """
+    changes_plan = FlowPlan(CHANGES_FLOW)
+    interests_plan = FlowPlan(INTERESTS_FLOW)
+    for subscriber in subscribers:
+        subscriber_id = int(subscriber["id"])
+        link = links_by_subscriber.get(subscriber_id)
+        if link is None:
+            changes_plan.skip("subscriber", str(subscriber_id), "NOT_LINKED")
+            continue
+        contact = contacts.get(link.contact_id)
+        if contact is None or contact.get("is_deleted"):
+            changes_plan.skip("subscriber", str(subscriber_id), "CONTACT_DELETED")
+            continue
+        decision = reconcile_pair(
+            contact=contact if link.contact_id in changed_contact_ids else None,
+            subscriber=subscriber,
+            synced_values=link.synced_values,
+            salesforce_seen_at=link.salesforce_seen_at,
+            cerkl_seen_at=link.cerkl_seen_at,
+            conflict_rule=conflict_rule,
+        )
+        changes = {
+            name: value
+            for name, value in decision.to_salesforce.items()
+            if field_digest(name, value) != field_digest(name, contact.get(name))
+        }
+        score = subscriber.get("engagement_score")
+        if score is not None and score != contact.get("engagement_score"):
+            changes["engagement_score"] = score
+        problem = None
+        if "email" in changes:
+            problem = email_problem(changes["email"])
+        problem = problem or name_problem(changes.get("first_name"), changes.get("last_name"))
+        if problem is not None:
+            changes_plan.reject("subscriber", str(subscriber_id), problem)
+        elif changes:
+            changes_plan.add(
+                "update_contact",
+                subscriber_id=subscriber_id,
+                contact_id=link.contact_id,
+                changes=changes,
+                synced_values=decision.synced_values,
+            )
+        else:
+            changes_plan.skip("subscriber", str(subscriber_id), "UNCHANGED")
+
+        ranked = interests.get(subscriber_id)
+        if ranked is None:
+            continue
+        wanted = top_interests(ranked)
+        current = list(contact.get("interests") or [None] * INTEREST_SLOTS)
+        if wanted != current:
+            interests_plan.add(
+                "update_contact",
+                subscriber_id=subscriber_id,
+                contact_id=link.contact_id,
+                changes={"interests": wanted},
+            )
+        else:
+            interests_plan.skip("subscriber", str(subscriber_id), "UNCHANGED")
+    return changes_plan, interests_plan
