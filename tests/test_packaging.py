@@ -344,3 +344,90 @@ print("RESULT " + json.dumps({{"created": created, "after_rerun": after_rerun}})
     assert "Pool cerkl_api exists, left unchanged" in second_output
     assert "Variable cerkl_organization_id exists, left unchanged" in second_output
     assert result["after_rerun"] == {"slots": 9, "organization_id": "001EDITED"}
+
+
+def compose_services() -> dict[str, dict]:
+    """Return the services of docker-compose.yaml merged with the sandbox override."""
+    validation = load_validation_module()
+    merged: dict = {}
+    for name in validation.COMPOSE_FILES:
+        merged = validation.merge_compose(merged, validation.load_yaml(REPOSITORY / name))
+    return merged["services"]
+
+
+@pytest.mark.slow
+def test_compose_airflow_settings_exist_in_airflow(tmp_path: Path):
+    settings = sorted(
+        {
+            key
+            for service in compose_services().values()
+            for key in (service.get("environment") or {})
+            if key.startswith("AIRFLOW__")
+        }
+    )
+    environment = compose_services()["airflow-scheduler"]["environment"]
+    class_paths = [
+        environment["AIRFLOW__CORE__XCOM_BACKEND"],
+        environment["AIRFLOW__CORE__AUTH_MANAGER"],
+        "airflow.providers.celery.executors.celery_executor.app",
+    ]
+    # Lists the settings unknown to the installed Airflow and providers, and the class paths
+    # that do not import, in a fresh AIRFLOW_HOME so no airflow.cfg is written elsewhere.
+    script = f"""
+import importlib, json
+from airflow.configuration import conf
+known = {{
+    "AIRFLOW__" + section.replace(".", "_").upper() + "__" + option.upper()
+    for section, description in conf.configuration_description.items()
+    for option in description.get("options", {{}})
+}}
+unknown = [name for name in {settings!r} if name not in known]
+unimportable = []
+for path in {class_paths!r}:
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        unimportable.append(path)
+print("RESULT " + json.dumps({{"unknown": unknown, "unimportable": unimportable}}))
+"""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    result_line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
+    result = json.loads(result_line.removeprefix("RESULT "))
+
+    assert len(settings) > 10
+    assert result["unknown"] == []
+    assert result["unimportable"] == []
+
+
+def test_sandbox_command_parses_with_sandbox_cli():
+    from include.sandbox.__main__ import build_parser
+
+    command = compose_services()["sandbox"]["command"]
+    assert command[:3] == ["python", "-m", "include.sandbox"]
+
+    arguments = build_parser().parse_args(command[3:])
+
+    assert arguments.command == "serve"
+    assert arguments.host == "0.0.0.0"
+    assert str(arguments.data_dir) == "/data"
+    assert arguments.salesforce_port == 8701
+    assert arguments.cerkl_port == 8702
+    assert arguments.seed_if_empty is True
+
+
+def test_init_command_is_in_mounted_deploy():
+    services = compose_services()
+    init_script = services["airflow-init"]["command"][0]
+    deploy_mounts = [
+        volume for volume in services["airflow-init"]["volumes"] if volume.startswith("./deploy:")
+    ]
+
+    assert init_script == "/opt/airflow/deploy/airflow-init.sh"
+    assert deploy_mounts == ["./deploy:/opt/airflow/deploy:ro"]
+    assert (REPOSITORY / "deploy" / "airflow-init.sh").is_file()
