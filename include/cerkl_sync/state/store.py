@@ -181,12 +181,15 @@ def _normalize_value(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float | Decimal):
-        if not math.isfinite(value):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if not finite:
             raise ValueError(f"value_digest cannot digest the non-finite number {value!r}.")
-        number = Decimal(value) if isinstance(value, float) else value
+        # repr() is the shortest string that round-trips the float, so 0.1 becomes 0.1 and
+        # not the binary expansion 0.1000000000000000055...
+        number = Decimal(repr(value)) if isinstance(value, float) else value
         if number == number.to_integral_value():
             return str(int(number))
-        return str(float(number)) if isinstance(value, float) else str(number.normalize())
+        return format(number.normalize(), "f")
     raise TypeError(
         f"value_digest supports None, str, bool, int, float and Decimal, not "
         f"{type(value).__name__}; convert the value to str first."

@@ -193,3 +193,21 @@ def test_processes_migrate_at_once(empty_url: str) -> None:
     store = SyncStateStore(empty_url)
     store.check()
     store.dispose()
+
+
+def count_links_in_child(store: SyncStateStore, result: multiprocessing.Queue) -> None:
+    result.put(store.count_links())
+
+
+def test_store_used_after_fork(store: SyncStateStore) -> None:
+    store.save_links([Link(contact(1), 101)])
+    result = FORK.Queue()
+
+    child = FORK.Process(target=count_links_in_child, args=(store, result))
+    child.start()
+    child.join(30)
+
+    assert child.exitcode == 0
+    assert result.get(timeout=5) == 1
+    store.save_links([Link(contact(2), 102)])
+    assert store.count_links() == 2

@@ -38,6 +38,9 @@ def campaign(number: int) -> str:
         (1, Decimal("1.00")),
         (2.5, Decimal("2.5")),
         (42, "42"),
+        (1e-7, Decimal("0.00000010")),
+        (0.1, "0.1"),
+        (1e20, 100000000000000000000),
     ],
 )
 def test_value_digest_equal_after_normalization(left: object, right: object) -> None:
@@ -64,8 +67,10 @@ def test_value_digest_rejects_unsupported_type() -> None:
         value_digest(["a"])
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_value_digest_rejects_non_finite(value: float) -> None:
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), Decimal("NaN"), Decimal("-Infinity")]
+)
+def test_value_digest_rejects_non_finite(value: float | Decimal) -> None:
     with pytest.raises(ValueError, match="non-finite"):
         value_digest(value)
 
