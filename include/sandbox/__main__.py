@@ -83,12 +83,25 @@ def command_seed(args: argparse.Namespace) -> int:
 def command_load(args: argparse.Namespace) -> int:
     from include.sandbox.loader import load_export
 
-    loaded = load_export(args.files, column_map=_parse_column_map(args.map) or None)
-    from include.sandbox.seeding import seed_records
-
-    counts = seed_records(args.data_dir, loaded)
+    loaded = load_export(
+        args.files, column_map=_parse_column_map(args.map) or None, object_name=args.object
+    )
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    counts = loaded.seed(args.data_dir, reset=args.reset)
     print(f"Loaded {len(args.files)} file(s) into {args.data_dir}: {counts}")
     return 0
+
+
+def _salesforce_credentials() -> str:
+    from include.sandbox.salesforce.settings import SalesforceSandboxSettings
+
+    settings = SalesforceSandboxSettings.from_env()
+    return (
+        f"  username {settings.username}, password {settings.password},\n"
+        f"  security token {settings.security_token}, consumer key {settings.consumer_key},\n"
+        f"  consumer secret {settings.consumer_secret}"
+    )
 
 
 def command_serve(args: argparse.Namespace) -> int:
@@ -116,11 +129,7 @@ def command_serve(args: argparse.Namespace) -> int:
     ) as running:
         cerkl = CerklSandboxSettings.from_env()
         print(f"Salesforce sandbox: {running.salesforce_url}")
-        print("  username sync.user@sandbox.example, password sandbox-password,")
-        print("  security token sandbox-token, consumer key sandbox-consumer-key,")
-        print(
-            "  consumer secret sandbox-consumer-secret (defaults; see docs/sandbox-salesforce.md)"
-        )
+        print(_salesforce_credentials())
         print(f"Cerkl sandbox:      {running.cerkl_url}")
         print(f"  client id {cerkl.client_id}, client secret {cerkl.client_secret}")
         print(f"Data folder {args.data_dir.resolve()}, logs in {args.data_dir.resolve() / 'logs'}")
@@ -171,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=COLUMN",
         help="take a product field from another export column, such as Email=npe01__HomeEmail__c",
     )
+    load.add_argument(
+        "--object", help="sObject of CSV files whose name does not say it, such as Contact"
+    )
+    load.add_argument("--reset", action="store_true", help="empty both stores first")
     load.set_defaults(handler=command_load)
     return parser
 
