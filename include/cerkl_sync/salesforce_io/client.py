@@ -1,26 +1,8 @@
 """The Salesforce client the sync's tasks use: queries, sObject Collections writes, describes.
 
-Every call goes through the Airflow provider's ``SalesforceHook``. The hook's
-``simple_salesforce.Salesforce`` object does the login and supplies the instance URL, API
-version and auth headers, and this client sends the REST requests on the hook's
-``requests.Session`` itself. It does not call simple-salesforce's request methods because
-their own handling of an expired session logs in again up to three times per call
-(``Salesforce.query``) or without bound (``SFType`` methods), and their exceptions drop the
-response headers (``Retry-After``, ``Sforce-Limit-Info``).
-
-Failure handling, per request:
-
-- HTTP 401 (``INVALID_SESSION_ID``): the hook's cached connection is dropped, a fresh one
-  logs in, and the request is sent once more. A second 401 right after that raises
-  :class:`SalesforceAuthError`. One expiry costs exactly one login.
-- ``REQUEST_LIMIT_EXCEEDED``: raises :class:`SalesforceApiLimitError` at once.
-- HTTP 429, HTTP 5xx, a request-level ``UNABLE_TO_LOCK_ROW`` or ``API_TEMPORARILY_UNAVAILABLE``,
-  a dropped connection or a timeout: retried with exponential backoff (or ``Retry-After``) up
-  to ``max_attempts`` attempts, for reads and for the idempotent writes (update by Id, upsert
-  by external Id, delete). A create is retried only after a 429 or a connect timeout, where
-  Salesforce has not processed it. Otherwise its outcome is unknown, and it raises
-  :class:`SalesforceWriteOutcomeUnknownError` instead of risking duplicate records.
-- Any other error status raises :class:`SalesforceRequestError` with the error code.
+Every request goes through the Airflow provider's ``SalesforceHook``: the hook logs in,
+and :class:`~include.cerkl_sync.salesforce_io.rest.RestSession` sends the REST requests on
+its session with the retry and session-renewal rules described there.
 
 No log line or exception message contains a value from a record or a query. They carry
 sObject and field names, record Ids, input positions, counts, endpoint keys and error codes.
@@ -31,9 +13,7 @@ them takes about a second and DAG files import this module at parse time.
 
 from __future__ import annotations
 
-import enum
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from cerkl.redaction import QueryRedactingFilter, install_log_redaction
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from include.cerkl_sync.salesforce_io.endpoints import (
     RequestCounter,
@@ -49,12 +28,18 @@ from include.cerkl_sync.salesforce_io.endpoints import (
     install_request_counter,
 )
 from include.cerkl_sync.salesforce_io.errors import (
-    SalesforceApiLimitError,
-    SalesforceAuthError,
     SalesforceRequestError,
     SalesforceSyncError,
     SalesforceWriteOutcomeUnknownError,
     WriteResult,
+)
+from include.cerkl_sync.salesforce_io.rest import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_REQUEST_TIMEOUT,
+    TRANSIENT_ERROR_CODES,
+    RestSession,
+    RetryPolicy,
+    json_body,
 )
 from include.cerkl_sync.salesforce_io.soql import (
     MAX_REQUEST_URI_BYTES,
@@ -64,90 +49,15 @@ from include.cerkl_sync.salesforce_io.soql import (
 
 if TYPE_CHECKING:
     from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
-    from simple_salesforce import Salesforce
 
 logger = logging.getLogger(__name__)
 
 COLLECTION_BATCH_SIZE = 200
-TRANSIENT_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE"})
 MIN_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 2000
-DEFAULT_MAX_ATTEMPTS = 4
-DEFAULT_REQUEST_TIMEOUT = 120.0
-BACKOFF_FIRST_SECONDS = 1.0
-BACKOFF_MAX_SECONDS = 30.0
-RETRY_AFTER_MAX_SECONDS = 60.0
 
 _TRANSPORT_LOGGER = "include.cerkl_sync.salesforce_transport"
 _REDACTION_FILTER = QueryRedactingFilter()
-
-
-class _RetryPolicy(enum.Enum):
-    READ = "read"
-    IDEMPOTENT_WRITE = "idempotent write"
-    CREATE = "create"
-
-
-class _SessionExpired(Exception):
-    def __init__(self, connection: Salesforce, endpoint: str) -> None:
-        super().__init__(endpoint)
-        self.connection = connection
-        self.endpoint = endpoint
-
-
-class _TransientResponse(Exception):
-    def __init__(
-        self, endpoint: str, status: int, error_code: str | None, retry_after: float | None
-    ) -> None:
-        super().__init__(f"HTTP {status} {error_code or ''}".strip())
-        self.endpoint = endpoint
-        self.status = status
-        self.error_code = error_code
-        self.retry_after = retry_after
-
-
-def _error_code(response: requests.Response) -> str | None:
-    """Return the ``errorCode`` of a REST error body, or None when there is none."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, list) and body and isinstance(body[0], Mapping):
-        code = body[0].get("errorCode")
-        return str(code) if code else None
-    if isinstance(body, Mapping):
-        code = body.get("errorCode") or body.get("error")
-        return str(code) if code else None
-    return None
-
-
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _is_retryable(policy: _RetryPolicy, exc: BaseException) -> bool:
-    if isinstance(exc, _TransientResponse):
-        return policy is not _RetryPolicy.CREATE or exc.status == 429
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return policy is not _RetryPolicy.CREATE
-    return False
-
-
-def _retry_wait(retry_state: RetryCallState) -> float:
-    """Wait ``Retry-After`` when the server sent one, else back off exponentially."""
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    if isinstance(exc, _TransientResponse) and exc.retry_after is not None:
-        return min(exc.retry_after, RETRY_AFTER_MAX_SECONDS)
-    backoff = BACKOFF_FIRST_SECONDS * 2 ** (retry_state.attempt_number - 1)
-    return min(backoff, BACKOFF_MAX_SECONDS)
 
 
 def _without_attributes(value: Any) -> Any:
@@ -219,8 +129,6 @@ class SalesforceClient:
         delays = tuple(float(delay) for delay in lock_retry_delays)
         if any(delay < 0 for delay in delays):
             raise ValueError(f"lock_retry_delays {delays!r} contains a negative delay")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts {max_attempts!r} is below 1: use 1 for no retries")
 
         if session is None:
             from include.cerkl_sync.salesforce_transport import build_salesforce_session
@@ -229,13 +137,16 @@ class SalesforceClient:
 
         self.conn_id = conn_id
         self.hook: SalesforceHook = SalesforceHook(salesforce_conn_id=conn_id, session=session)
-        self._session = session
         self._lock_retry_delays = delays
         self._sleep = sleep
-        self._max_attempts = max_attempts
-        self._request_timeout = request_timeout
         self._counter = RequestCounter()
-        self._connection_lock = threading.RLock()
+        self._rest = RestSession(
+            self.hook,
+            counter=self._counter,
+            sleep=sleep,
+            max_attempts=max_attempts,
+            request_timeout=request_timeout,
+        )
         self._describe_cache: dict[str, dict[str, dict]] = {}
 
         install_request_counter(session, self._counter)
@@ -323,7 +234,7 @@ class SalesforceClient:
         if not values:
             return
         resource = _query_resource(include_deleted)
-        base_url = self._resolve_url(self._connection(), resource)
+        base_url = self._rest.url(resource)
         statements = 0
         for statement in pack_in_statements(
             soql_template, values, uri_prefix=f"{base_url}?q=", max_uri_bytes=MAX_REQUEST_URI_BYTES
@@ -335,13 +246,13 @@ class SalesforceClient:
     def _iter_pages(
         self, resource: str, soql: str, headers: dict[str, str] | None
     ) -> Iterator[list[dict]]:
-        response = self._request(
-            "GET", resource, policy=_RetryPolicy.READ, params={"q": soql}, headers=headers
+        response = self._rest.request(
+            "GET", resource, policy=RetryPolicy.READ, params={"q": soql}, headers=headers
         )
         pages = 0
         records = 0
         while True:
-            body = _json_body(response)
+            body = json_body(response)
             page = [_without_attributes(record) for record in body.get("records", [])]
             pages += 1
             records += len(page)
@@ -350,7 +261,7 @@ class SalesforceClient:
             next_url = body.get("nextRecordsUrl")
             if body.get("done", True) or not next_url:
                 break
-            response = self._request("GET", next_url, policy=_RetryPolicy.READ, headers=headers)
+            response = self._rest.request("GET", next_url, policy=RetryPolicy.READ, headers=headers)
         logger.debug("SOQL query returned %d records in %d pages", records, pages)
 
     # -- sObject Collections writes ---------------------------------------------------------
@@ -556,35 +467,35 @@ class SalesforceClient:
         external_id_field: str | None,
     ) -> list[Mapping[str, Any]]:
         if operation == "create":
-            response = self._request(
+            response = self._rest.request(
                 "POST",
                 "composite/sobjects",
-                policy=_RetryPolicy.CREATE,
+                policy=RetryPolicy.CREATE,
                 json_body={"allOrNone": False, "records": items},
             )
         elif operation == "update":
-            response = self._request(
+            response = self._rest.request(
                 "PATCH",
                 "composite/sobjects",
-                policy=_RetryPolicy.IDEMPOTENT_WRITE,
+                policy=RetryPolicy.IDEMPOTENT_WRITE,
                 json_body={"allOrNone": False, "records": items},
             )
         elif operation == "upsert":
-            response = self._request(
+            response = self._rest.request(
                 "PATCH",
                 f"composite/sobjects/{sobject}/{external_id_field}",
-                policy=_RetryPolicy.IDEMPOTENT_WRITE,
+                policy=RetryPolicy.IDEMPOTENT_WRITE,
                 json_body={"allOrNone": False, "records": items},
             )
         else:
-            response = self._request(
+            response = self._rest.request(
                 "DELETE",
                 "composite/sobjects",
-                policy=_RetryPolicy.IDEMPOTENT_WRITE,
+                policy=RetryPolicy.IDEMPOTENT_WRITE,
                 params={"ids": ",".join(items), "allOrNone": "false"},
             )
 
-        body = _json_body(response)
+        body = json_body(response)
         if not isinstance(body, list) or len(body) != len(items):
             endpoint = endpoint_key(response.request.method or "", response.url)
             got = len(body) if isinstance(body, list) else type(body).__name__
@@ -609,10 +520,10 @@ class SalesforceClient:
         _check_api_name(sobject, "sObject name")
         fields = self._describe_cache.get(sobject)
         if fields is None:
-            response = self._request(
-                "GET", f"sobjects/{sobject}/describe", policy=_RetryPolicy.READ
+            response = self._rest.request(
+                "GET", f"sobjects/{sobject}/describe", policy=RetryPolicy.READ
             )
-            fields = {field["name"]: field for field in _json_body(response).get("fields", [])}
+            fields = {field["name"]: field for field in json_body(response).get("fields", [])}
             self._describe_cache[sobject] = fields
         return dict(fields)
 
@@ -642,210 +553,9 @@ class SalesforceClient:
                 "Fields & Relationships) and give the sync user read and edit access"
             )
 
-    # -- requests --------------------------------------------------------------------------
-
-    def _connection(self) -> Salesforce:
-        """Return the hook's logged-in connection, logging in when there is none."""
-        from simple_salesforce.exceptions import SalesforceAuthenticationFailed
-
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient_login_error),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=_retry_wait,
-            sleep=self._sleep,
-            before_sleep=_log_login_retry,
-            reraise=True,
-        )
-        with self._connection_lock:
-            try:
-                return retrying(lambda: self.hook.conn)
-            except SalesforceAuthenticationFailed as exc:
-                raise SalesforceAuthError(
-                    f"Salesforce login failed for connection {self.conn_id!r} with code "
-                    f"{exc.code}: check its username, password, security token or connected "
-                    "app settings"
-                ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise SalesforceAuthError(
-                    f"Salesforce login for connection {self.conn_id!r} got no response after "
-                    f"{self._max_attempts} attempts ({type(exc).__name__})"
-                ) from exc
-            except TypeError as exc:
-                raise SalesforceAuthError(
-                    f"Salesforce connection {self.conn_id!r} lacks login details: set login, "
-                    "password and the security_token extra, or the consumer_key and "
-                    "consumer_secret extras"
-                ) from exc
-
-    def _renew_session(self, expired: Salesforce, endpoint: str) -> None:
-        """Drop the hook's cached connection, unless another thread already did, and log in."""
-        with self._connection_lock:
-            if self.hook.__dict__.get("conn") is expired:
-                # SalesforceHook.conn is a functools.cached_property, stored in the instance
-                # dict. Removing it makes the next access build a new Salesforce, which logs in.
-                del self.hook.__dict__["conn"]
-                logger.info("Salesforce session expired on %s, logging in again", endpoint)
-            self._connection()
-
-    @staticmethod
-    def _resolve_url(connection: Salesforce, target: str) -> str:
-        if target.startswith("https://"):
-            return target
-        if target.startswith("/"):
-            return f"https://{connection.sf_instance}{target}"
-        return connection.base_url + target
-
-    def _request(
-        self,
-        method: str,
-        target: str,
-        *,
-        policy: _RetryPolicy,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        """Send one REST request with retries and at most one session renewal.
-
-        :param target: a path relative to ``/services/data/vXX.X/``, a path from the host
-            root (``nextRecordsUrl``) or an absolute URL.
-        """
-        endpoint = endpoint_key(method, self._resolve_url(self._connection(), target))
-        renewed = False
-        while True:
-            retrying = Retrying(
-                retry=retry_if_exception(lambda exc: _is_retryable(policy, exc)),
-                stop=stop_after_attempt(self._max_attempts),
-                wait=_retry_wait,
-                sleep=self._sleep,
-                before_sleep=lambda state: _log_request_retry(state, endpoint, self._max_attempts),
-                reraise=True,
-            )
-            try:
-                return retrying(
-                    self._send_once, method, target, endpoint, params, json_body, headers
-                )
-            except _SessionExpired as expired:
-                if renewed:
-                    raise SalesforceAuthError(
-                        f"Salesforce session expired again on {endpoint} right after a new "
-                        f"login for connection {self.conn_id!r}: check the session settings "
-                        "of the sync user's profile and connected app"
-                    ) from None
-                self._renew_session(expired.connection, endpoint)
-                renewed = True
-            except _TransientResponse as exc:
-                raise self._final_transient_error(policy, endpoint, exc) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise self._final_transport_error(policy, endpoint, exc) from exc
-
-    def _send_once(
-        self,
-        method: str,
-        target: str,
-        endpoint: str,
-        params: Mapping[str, str] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-    ) -> requests.Response:
-        connection = self._connection()
-        request_headers = dict(connection.headers)
-        if headers:
-            request_headers.update(headers)
-        response = connection.session.request(
-            method,
-            self._resolve_url(connection, target),
-            params=params,
-            json=json_body,
-            headers=request_headers,
-            timeout=self._request_timeout,
-        )
-        status = response.status_code
-        if status < 300:
-            return response
-
-        error_code = _error_code(response)
-        if status == 401:
-            raise _SessionExpired(connection, endpoint)
-        if error_code == "REQUEST_LIMIT_EXCEEDED":
-            usage = self.api_usage
-            usage_text = f"{usage[0]}/{usage[1]}" if usage else "unknown"
-            raise SalesforceApiLimitError(
-                f"Salesforce API request limit exceeded on {endpoint} (REQUEST_LIMIT_EXCEEDED, "
-                f"API usage {usage_text} from Sforce-Limit-Info): the org's rolling 24-hour "
-                "allocation is spent, so stop and run again once usage has dropped"
-            )
-        if status == 429 or status >= 500 or error_code in TRANSIENT_ERROR_CODES:
-            raise _TransientResponse(endpoint, status, error_code, _retry_after_seconds(response))
-        raise SalesforceRequestError(
-            f"Salesforce rejected {endpoint} with HTTP {status} {error_code or '(no error code)'}",
-            endpoint=endpoint,
-            status=status,
-            error_code=error_code,
-        )
-
-    def _final_transient_error(
-        self, policy: _RetryPolicy, endpoint: str, exc: _TransientResponse
-    ) -> SalesforceRequestError:
-        code = exc.error_code or "(no error code)"
-        if policy is _RetryPolicy.CREATE and exc.status != 429:
-            return SalesforceWriteOutcomeUnknownError(
-                f"Salesforce answered {endpoint} with HTTP {exc.status} {code}, so it is unknown "
-                "which records were created. The request was not re-sent. Query for the records "
-                "before creating them again, or create them with upsert on an external Id",
-                endpoint=endpoint,
-                status=exc.status,
-                error_code=exc.error_code,
-                record_indices=(),
-            )
-        attempts = self._max_attempts if _is_retryable(policy, exc) else 1
-        return SalesforceRequestError(
-            f"Salesforce answered {endpoint} with HTTP {exc.status} {code} on {attempts} "
-            "attempt(s): try the run again later",
-            endpoint=endpoint,
-            status=exc.status,
-            error_code=exc.error_code,
-        )
-
-    def _final_transport_error(
-        self, policy: _RetryPolicy, endpoint: str, exc: requests.RequestException
-    ) -> SalesforceRequestError:
-        if policy is _RetryPolicy.CREATE and not isinstance(exc, requests.ConnectTimeout):
-            return SalesforceWriteOutcomeUnknownError(
-                f"Salesforce sent no response to {endpoint} ({type(exc).__name__}), so it is "
-                "unknown which records were created. The request was not re-sent. Query for "
-                "the records before creating them again, or create them with upsert on an "
-                "external Id",
-                endpoint=endpoint,
-                status=None,
-                error_code=None,
-                record_indices=(),
-            )
-        return SalesforceRequestError(
-            f"Salesforce sent no response to {endpoint} in {self._max_attempts} attempts "
-            f"({type(exc).__name__}): check the network and try again later",
-            endpoint=endpoint,
-            status=None,
-            error_code=None,
-        )
-
 
 def _query_resource(include_deleted: bool) -> str:
     return "queryAll" if include_deleted else "query"
-
-
-def _json_body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        endpoint = endpoint_key(response.request.method or "", response.url)
-        raise SalesforceRequestError(
-            f"Salesforce returned a body that is not JSON on {endpoint} "
-            f"(HTTP {response.status_code})",
-            endpoint=endpoint,
-            status=response.status_code,
-            error_code=None,
-        ) from None
 
 
 def _write_result(position: int, raw: Mapping[str, Any], operation: str) -> WriteResult:
@@ -869,47 +579,4 @@ def _write_result(position: int, raw: Mapping[str, Any], operation: str) -> Writ
         if success
         else first_error.get("statusCode") or first_error.get("errorCode"),
         error_message=None if success else first_error.get("message"),
-    )
-
-
-def _is_transient_login_error(exc: BaseException) -> bool:
-    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
-
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return True
-    # A login answered with a 5xx and no SOAP fault carries the HTTP status as its code.
-    return (
-        isinstance(exc, SalesforceAuthenticationFailed)
-        and isinstance(exc.code, int)
-        and exc.code >= 500
-    )
-
-
-def _log_login_retry(retry_state: RetryCallState) -> None:
-    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
-
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    reason = (
-        f"code {exc.code}"
-        if isinstance(exc, SalesforceAuthenticationFailed)
-        else (type(exc).__name__)
-    )
-    logger.warning(
-        "Salesforce login failed with %s, retrying in %.1f s (attempt %d)",
-        reason,
-        retry_state.upcoming_sleep,
-        retry_state.attempt_number,
-    )
-
-
-def _log_request_retry(retry_state: RetryCallState, endpoint: str, max_attempts: int) -> None:
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    reason = str(exc) if isinstance(exc, _TransientResponse) else type(exc).__name__
-    logger.warning(
-        "Salesforce %s failed with %s, retrying in %.1f s (attempt %d of %d)",
-        endpoint,
-        reason,
-        retry_state.upcoming_sleep,
-        retry_state.attempt_number,
-        max_attempts,
     )

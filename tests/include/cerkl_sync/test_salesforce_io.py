@@ -460,6 +460,79 @@ def test_create_after_dropped_connection_is_not_resent(
     assert client.api_calls == sandbox_counts(salesforce_controls)
 
 
+def test_create_rate_limited_is_retried(
+    client: SalesforceClient, salesforce_controls: SandboxControlClient, sleeps: Sleeps
+) -> None:
+    salesforce_controls.add_fault(
+        path="/composite/sobjects$",
+        method="POST",
+        status=429,
+        error_code="RATE_LIMITED",
+        retry_after=2,
+        count=1,
+    )
+
+    results = client.create("Contact", [{"LastName": "Once"}])
+
+    assert results[0].success
+    assert client.api_calls[COLLECTION_CREATE] == 2
+    assert sleeps == [2.0]
+
+
+def test_create_rejected_request_is_known_failure(
+    client: SalesforceClient, salesforce_controls: SandboxControlClient
+) -> None:
+    salesforce_controls.add_fault(
+        path="/composite/sobjects$",
+        method="POST",
+        status=400,
+        error_code="UNABLE_TO_LOCK_ROW",
+        count=1,
+    )
+
+    with pytest.raises(SalesforceRequestError) as raised:
+        client.create("Contact", [{"LastName": "Locked"}])
+
+    assert not isinstance(raised.value, SalesforceWriteOutcomeUnknownError)
+    assert raised.value.error_code == "UNABLE_TO_LOCK_ROW"
+    assert client.api_calls[COLLECTION_CREATE] == 1
+
+
+def test_update_request_lock_error_is_retried(
+    client: SalesforceClient, salesforce_controls: SandboxControlClient, sleeps: Sleeps
+) -> None:
+    ids = seed_contacts(salesforce_controls, 1)
+    salesforce_controls.add_fault(
+        path="/composite/sobjects$",
+        method="PATCH",
+        status=400,
+        error_code="UNABLE_TO_LOCK_ROW",
+        count=1,
+    )
+
+    results = client.update("Contact", [{"Id": ids[0], "Title": "Updated"}])
+
+    assert results[0].success
+    assert client.api_calls[COLLECTION_UPDATE] == 2
+    assert sleeps == [1.0]
+
+
+def test_write_error_carries_partial_results(
+    client: SalesforceClient, salesforce_controls: SandboxControlClient
+) -> None:
+    client.describe_fields("Contact")
+    used = salesforce_controls.request("GET", "/__sandbox__/api_limit")["used"]
+    # Room for exactly one more REST request: the first batch of 200.
+    salesforce_controls.set_api_limit(used + 1, used=used)
+
+    with pytest.raises(SalesforceApiLimitError) as raised:
+        client.create("Contact", [{"LastName": f"New {n}"} for n in range(250)])
+
+    assert [result.index for result in raised.value.partial_results] == list(range(200))
+    assert all(result.success for result in raised.value.partial_results)
+    assert client.api_calls[COLLECTION_CREATE] == 2
+
+
 def test_update_after_503_is_retried(
     client: SalesforceClient, salesforce_controls: SandboxControlClient, sleeps: Sleeps
 ) -> None:
