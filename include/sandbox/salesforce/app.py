@@ -43,6 +43,7 @@ MIN_API_VERSION = 59.0
 MAX_API_VERSION = 63.0
 MAX_URI_BYTES = 16_384
 API_LIMIT_KEY = "api_limit"
+INGEST_RESULT_RESOURCES = ("successfulResults", "failedResults", "unprocessedrecords")
 _VERSION_SEGMENT = re.compile(r"^v(\d+\.\d)$")
 _BATCH_SIZE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -328,9 +329,12 @@ async def _dispatch_jobs(
         if resource == "batches" and method == "PUT":
             bulk.upload(job_id, await request.body())
             return Response(status_code=201)
-        if resource in ("successfulResults", "failedResults", "unprocessedrecords"):
-            if method == "GET":
-                return Response(bulk.ingest_results(job_id, resource), media_type="text/csv")
+        # Salesforce documents "unprocessedrecords"; simple-salesforce 1.12 sends
+        # "unprocessedRecords", and both reach the same resource.
+        results = {name.lower(): name for name in INGEST_RESULT_RESOURCES}
+        if resource.lower() in results and method == "GET":
+            csv_text = bulk.ingest_results(job_id, results[resource.lower()])
+            return Response(csv_text, media_type="text/csv")
     if len(parts) == 2 and kind == "query" and parts[1] == "results" and method == "GET":
         max_records_text = request.query_params.get("maxRecords")
         max_records = int(max_records_text) if max_records_text else None

@@ -9,8 +9,8 @@ import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from include.sandbox.salesforce.soql import MAX_STATEMENT_LENGTH, compile_soql, decode_string
 from include.sandbox.salesforce.errors import SalesforceApiError
+from include.sandbox.salesforce.soql import MAX_STATEMENT_LENGTH, compile_soql, decode_string
 
 ALL_CONTACTS = ["Adams", "Baker", "Clark", "Dunn", "O'Brien", "Ørsted"]
 
