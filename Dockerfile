@@ -3,12 +3,13 @@
 FROM apache/airflow:3.3.2-python3.11
 
 # Named volumes start with the ownership of these folders, so the shared batch and XCom
-# storage and the sandbox data stay writable for any AIRFLOW_UID in group 0.
+# storage, the run reports and the sandbox data stay writable for any AIRFLOW_UID in group 0.
 # User 0 is root and 50000 is the image's airflow user (numeric ids resolve on any host).
 USER 0
-RUN mkdir -p /opt/airflow/shared/batches /opt/airflow/shared/xcom /data \
-    && chown -R airflow:0 /opt/airflow/shared /data \
-    && chmod -R g+rwX /opt/airflow/shared /data
+RUN mkdir -p /opt/airflow/shared/batches /opt/airflow/shared/xcom \
+        /opt/airflow/cerkl_sync_reports /data \
+    && chown -R airflow:0 /opt/airflow/shared /opt/airflow/cerkl_sync_reports /data \
+    && chmod -R g+rwX /opt/airflow/shared /opt/airflow/cerkl_sync_reports /data
 USER 50000
 
 # Installing the lock together with the apache-airflow pin makes pip fail on any lock entry

@@ -22,7 +22,7 @@ python "${deploy_dir}/bootstrap_airflow.py"
 # Named volumes are created owned by the image's airflow user. Files that the steps above
 # wrote as root, and a non-default AIRFLOW_UID, need the ownership fixed.
 if [[ "$(id -u)" == "0" ]]; then
-    for shared_dir in /opt/airflow/logs /opt/airflow/shared; do
+    for shared_dir in /opt/airflow/logs /opt/airflow/shared /opt/airflow/cerkl_sync_reports; do
         if [[ -d "${shared_dir}" ]]; then
             chown -R "${AIRFLOW_UID:-50000}:0" "${shared_dir}"
         fi
