@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", help="Move quarantined items back to pending so that the next run retries them."
     )
     retry_parser.add_argument(
-        "--id", dest="ids", type=int, action="append", metavar="N", help="Item id; repeatable."
+        "--id",
+        dest="ids",
+        type=int,
+        action="append",
+        metavar="N",
+        help="Item id. Repeat to select several.",
     )
     retry_parser.add_argument("--flow", help="Only items of this flow.")
     add_connection_arguments(retry_parser)
@@ -67,11 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         "clear", help="Delete open items without retrying them (needs --yes)."
     )
     clear_parser.add_argument(
-        "--id", dest="ids", type=int, action="append", metavar="N", help="Item id; repeatable."
+        "--id",
+        dest="ids",
+        type=int,
+        action="append",
+        metavar="N",
+        help="Item id. Repeat to select several.",
     )
     clear_parser.add_argument("--flow", help="Only items of this flow.")
     clear_parser.add_argument(
-        "--yes", action="store_true", help="Confirm the deletion; without it nothing is deleted."
+        "--yes", action="store_true", help="Confirm the deletion. Without it nothing is deleted."
     )
     add_connection_arguments(clear_parser)
     return parser
@@ -135,8 +145,8 @@ def _describe_selection(ids: list[int] | None, flow: str | None) -> str:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     """Run the command line and return its exit code.
 
-    :param argv: arguments without the program name; ``sys.argv[1:]`` if None.
-    :param stdout: stream for the output; ``sys.stdout`` if None.
+    :param argv: arguments without the program name, ``sys.argv[1:]`` if None.
+    :param stdout: stream for the output, ``sys.stdout`` if None.
     """
     out = stdout or sys.stdout
     parser = build_parser()
@@ -146,7 +156,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     if args.verb == "clear" and not args.yes:
         print(
             f"error: clear deletes the open items of {_describe_selection(args.ids, args.flow)} "
-            "without retrying them; add --yes to confirm, or use retry to run them again.",
+            "without retrying them. Add --yes to confirm, or use retry to run them again.",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -166,8 +176,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 count = store.requeue_work_items(args.ids, flow=args.flow)
                 selection = _describe_selection(args.ids, args.flow)
                 print(
-                    f"Moved {count} quarantined items of {selection} back to pending; "
-                    "the next run retries them.",
+                    f"Moved {count} quarantined items of {selection} back to pending. "
+                    "The next run retries them.",
                     file=out,
                 )
             else:

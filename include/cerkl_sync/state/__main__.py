@@ -37,7 +37,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--url`` and ``--conn-id`` to ``parser``."""
     parser.add_argument(
         "--url",
-        help="SQLAlchemy URL of the state DB; overrides the Airflow connection.",
+        help="SQLAlchemy URL of the state DB. Overrides the Airflow connection.",
     )
     parser.add_argument(
         "--conn-id",

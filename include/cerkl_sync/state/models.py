@@ -54,7 +54,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(
-                f"Timestamp {value.isoformat()} has no time zone; pass an aware datetime, "
+                f"Timestamp {value.isoformat()} has no time zone. Pass an aware datetime, "
                 "for example datetime.now(UTC)."
             )
         as_utc = value.astimezone(UTC)

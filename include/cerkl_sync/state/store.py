@@ -2,10 +2,10 @@
 link lock, kept in a SQL database separate from Airflow's metadata DB.
 
 SQLite serves tests and the demo, PostgreSQL serves production. Several tasks of one DAG run
-use the store at once, from threads and processes, so every write is one short transaction.
-On SQLite the store turns on WAL, sets a busy timeout and opens every write transaction with
-``BEGIN IMMEDIATE``, so a writer waits for the database lock up front instead of failing when a
-read transaction tries to become a write transaction.
+use the store at once, from threads and processes, so writes run in short transactions. On
+SQLite the store turns on WAL, sets a busy timeout and opens every write transaction with
+``BEGIN IMMEDIATE``. A writer therefore waits for the database lock up front. Without it, a
+read transaction that tries to become a write transaction fails at once.
 """
 
 from __future__ import annotations
@@ -158,10 +158,11 @@ class WorkItem:
 def value_digest(value: object) -> str:
     """Return the sha256 hex digest of a normalized field value.
 
-    Normalization makes equal values from Salesforce and Cerkl digest alike: ``None`` and a
-    string that is empty after stripping digest the same, strings are stripped and put in
-    Unicode NFC form, booleans become ``true``/``false``, and numbers with an integral value
-    digest like the integer (``1``, ``1.0`` and ``Decimal("1.00")`` are equal).
+    Normalization makes equal values from Salesforce and Cerkl digest alike. ``None`` and a
+    string that is empty after stripping digest the same. Strings are stripped and put in
+    Unicode NFC form, and booleans become ``true``/``false``. Numbers with an integral value
+    digest like the integer (``1``, ``1.0`` and ``Decimal("1.00")`` are equal), and other
+    numbers in positional notation (``1e-07`` like ``Decimal("0.0000001")``).
 
     :param value: None, str, bool, int, float or Decimal.
     :return: 64 lowercase hex characters.
@@ -192,7 +193,7 @@ def _normalize_value(value: object) -> str:
         return format(number.normalize(), "f")
     raise TypeError(
         f"value_digest supports None, str, bool, int, float and Decimal, not "
-        f"{type(value).__name__}; convert the value to str first."
+        f"{type(value).__name__}. Convert the value to str first."
     )
 
 
@@ -226,7 +227,7 @@ def create_state_engine(url: str, *, echo: bool = False) -> Engine:
         ) from None
 
     if sa_url.drivername == "postgresql":
-        # SQLAlchemy 2.1 defaults to the psycopg (3) driver; this project ships psycopg2.
+        # SQLAlchemy 2.1 defaults to the psycopg 3 driver, but this project ships psycopg2.
         sa_url = sa_url.set(drivername="postgresql+psycopg2")
     backend = sa_url.get_backend_name()
     try:
@@ -384,7 +385,7 @@ class SyncStateStore:
     def check(self) -> None:
         """Check that the state DB is reachable and migrated to the newest revision.
 
-        :raises StateStoreUnavailableError: if it cannot be reached; the message names the URL
+        :raises StateStoreUnavailableError: if it cannot be reached. The message names the URL
             without its password.
         :raises StateSchemaOutdatedError: if it is not at the newest revision.
         """
@@ -412,7 +413,7 @@ class SyncStateStore:
             )
         raise StateSchemaOutdatedError(
             f"The state DB at {redact_url(self.url)} is at revision {current or 'none (empty)'}, "
-            f"not {head}; run `{MIGRATE_COMMAND}`."
+            f"not {head}. Run `{MIGRATE_COMMAND}`."
         )
 
     def migrate(self) -> str:
@@ -451,7 +452,7 @@ class SyncStateStore:
         if self._dialect == "sqlite":
             return sqlite.insert(table)
         raise StateStoreError(
-            f"The state DB dialect {self._dialect!r} is not supported; use SQLite or PostgreSQL."
+            f"The state DB dialect {self._dialect!r} is not supported. Use SQLite or PostgreSQL."
         )
 
     # -- windows ------------------------------------------------------------------------------
@@ -626,8 +627,8 @@ class SyncStateStore:
         """Move the link of a Contact that was merged away to the Contact that survived.
 
         If ``to_contact_id`` already has a link, that link stays and the link of
-        ``from_contact_id`` is deleted; both subscriber ids are logged, and the caller
-        decides what happens to the subscriber that lost its link.
+        ``from_contact_id`` is deleted. Both subscriber ids are logged. The caller decides
+        what happens to the subscriber that lost its link.
 
         :param from_contact_id: Id of the Contact that was merged away.
         :param to_contact_id: Id of the surviving (master) Contact.
@@ -654,7 +655,7 @@ class SyncStateStore:
             if target is not None:
                 connection.execute(delete(table).where(table.c.contact_id == from_contact_id))
                 log.warning(
-                    "Contact %s merged into %s, which keeps subscriber %s; subscriber %s lost "
+                    "Contact %s merged into %s, which keeps subscriber %s. Subscriber %s lost "
                     "its link",
                     from_contact_id,
                     to_contact_id,
@@ -779,7 +780,7 @@ class SyncStateStore:
         :param flow: flow name.
         :param kind: ``pending`` or ``quarantined``.
         :param items: ``(record_type, record_id, reason)`` tuples. Reasons are codes or short
-            texts without personal data; longer than 500 characters they are truncated.
+            texts without personal data. Reasons longer than 500 characters are truncated.
         :raises ValueError: for an unknown kind or an empty or too long record type or id.
         """
         _check_flow(flow)
@@ -941,8 +942,8 @@ class SyncStateStore:
         fixed key, which the server releases when the session ends.
 
         :param owner: who holds the lock, for messages (for example ``dag_id/run_id/task_id``).
-        :param timeout: seconds to wait for the lock; 0 tries once.
-        :raises StateStoreError: if the lock is still held after ``timeout``; the message names
+        :param timeout: seconds to wait for the lock. 0 tries once.
+        :raises StateStoreError: if the lock is still held after ``timeout``. The message names
             the holder.
         """
         _check_text(owner, "owner", LOCK_OWNER_MAX_LENGTH)
@@ -1047,11 +1048,11 @@ class SyncStateStore:
                         .values(expires_at=self._now() + timedelta(seconds=LOCK_LEASE_SECONDS))
                     ).rowcount
             except (OperationalError, StateStoreError):
-                log.exception("Renewing the link lock failed; retrying in %s s", LOCK_RENEW_SECONDS)
+                log.exception("Renewing the link lock failed, retrying in %s s", LOCK_RENEW_SECONDS)
                 continue
             if renewed == 0:
-                # NOTE: the holder keeps running; only the log shows that the lock expired
-                # (the process stalled for longer than LOCK_LEASE_SECONDS) and was taken over.
+                # NOTE: the holder is not stopped. Only this log line shows that the process
+                # stalled for longer than LOCK_LEASE_SECONDS and another process took the lock.
                 log.error("The link lock expired and another process took it over")
                 return
 
@@ -1086,7 +1087,7 @@ class SyncStateStore:
                     log.info("Link lock released by %r", owner)
                 except OperationalError:
                     # Closing the session releases the advisory lock on the server.
-                    log.exception("Unlocking the link lock failed; closing its session")
+                    log.exception("Unlocking the link lock failed, so its session is closed")
                     connection.invalidate()
         finally:
             connection.close()
@@ -1144,7 +1145,7 @@ def _check_aware(value: object, name: str) -> None:
         raise ValueError(f"{name} must be a datetime, got {type(value).__name__}.")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
-            f"{name} {value.isoformat()} has no time zone; pass an aware datetime, for example "
+            f"{name} {value.isoformat()} has no time zone. Pass an aware datetime, for example "
             "one with tzinfo=UTC."
         )
 
@@ -1164,14 +1165,14 @@ def _check_link(link: Link) -> None:
     for field_name, digest in link.synced_values.items():
         if not isinstance(field_name, str) or not isinstance(digest, str):
             raise ValueError(
-                f"synced_values of contact {link.contact_id} must map str to str; field "
+                f"synced_values of contact {link.contact_id} must map str to str, but field "
                 f"{field_name!r} does not."
             )
         if not _DIGEST_PATTERN.fullmatch(digest):
             # The value is left out of the message because it may be personal data.
             raise ValueError(
                 f"synced_values[{field_name!r}] of contact {link.contact_id} is not a "
-                "value_digest(); store the digest of the value, never the value."
+                "value_digest(). Store the digest of the value, never the value."
             )
 
 

@@ -21,7 +21,7 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        # SQLite cannot alter most column definitions in place; batch mode recreates the table.
+        # SQLite cannot alter most column definitions in place, so batch mode recreates the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         # SQLite DDL is transactional once SQLAlchemy issues BEGIN itself (see store.py).
@@ -48,7 +48,7 @@ def run_migrations_online() -> None:
     )
     if not url:
         raise RuntimeError(
-            "No database URL given to the state DB migrations; pass -x url=<SQLAlchemy URL> or "
+            "No database URL given to the state DB migrations. Pass -x url=<SQLAlchemy URL> or "
             "run `python -m include.cerkl_sync.state migrate --url URL`."
         )
     engine = create_state_engine(url)
