@@ -80,6 +80,8 @@ ACCOUNT_TYPES: tuple[str, ...] = ("Customer - Direct", "Partner", "Prospect", "O
 
 _ID_SUFFIX_ALPHABET = string.ascii_uppercase + "012345"
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_BASE62_PAIR = tuple(a + b for a in _BASE62 for b in _BASE62)
+_BASE62_TRIPLE = tuple(a + b for a in _BASE62 for b in _BASE62_PAIR)
 _KEY_PREFIXES = {
     "Account": "001",
     "Contact": "003",
@@ -103,7 +105,6 @@ _STREAM_ACCOUNT = 7
 _STREAM_SEGMENT = 8
 _STREAM_MEMBERSHIP = 9
 _STREAM_MEMBER_STATUS = 10
-_STREAM_SUBSCRIBER_NAME = 11
 _STREAM_MANUAL_SEGMENT = 12
 
 
@@ -122,12 +123,13 @@ def case_safe_id(id15: str) -> str:
         raise ValueError(
             f"invalid 15-character Salesforce Id {id15!r}: expected 15 letters and digits"
         )
-    suffix = []
-    for block in range(3):
-        chunk = id15[block * 5 : block * 5 + 5]
-        bits = sum(1 << position for position, char in enumerate(chunk) if "A" <= char <= "Z")
-        suffix.append(_ID_SUFFIX_ALPHABET[bits])
-    return id15 + "".join(suffix)
+    return id15 + _suffix_char(id15[0:5]) + _suffix_char(id15[5:10]) + _suffix_char(id15[10:15])
+
+
+@cache
+def _suffix_char(chunk: str) -> str:
+    bits = sum(1 << position for position, char in enumerate(chunk) if "A" <= char <= "Z")
+    return _ID_SUFFIX_ALPHABET[bits]
 
 
 ORGANIZATION_ACCOUNT_ID = case_safe_id(ORGANIZATION_ACCOUNT_ID_15)
@@ -137,15 +139,18 @@ def generated_id(sobject: str, sequence: int) -> str:
     """Build the 18-character Id of the ``sequence``-th generated record of ``sobject``.
 
     :param sobject: one of :data:`SALESFORCE_OBJECTS`.
-    :param sequence: a non-negative number below 62**10.
+    :param sequence: a number from 0 to 62**10 - 1.
     :return: the 18-character Id.
     """
-    digits = []
-    value = sequence
-    for _ in range(10):
-        value, remainder = divmod(value, 62)
-        digits.append(_BASE62[remainder])
-    return case_safe_id(_KEY_PREFIXES[sobject] + _GENERATED_ID_POD + "".join(reversed(digits)))
+    high, low = divmod(sequence, 62**5)
+    id15 = _KEY_PREFIXES[sobject] + _GENERATED_ID_POD + _base62_block(high) + _base62_block(low)
+    return id15 + _suffix_char(id15[0:5]) + _suffix_char(id15[5:10]) + _suffix_char(id15[10:15])
+
+
+def _base62_block(value: int) -> str:
+    """Write ``value`` (below 62**5) as five base-62 digits."""
+    high, low = divmod(value, 62**2)
+    return _BASE62_TRIPLE[high] + _BASE62_PAIR[low]
 
 
 def segment_external_id(campaign_id: str) -> str:
@@ -339,6 +344,8 @@ class _SubscriberProfile:
     interests: tuple[tuple[int, int, float], ...]
     created: datetime
     modified: datetime
+    without_first_name: bool
+    without_last_name: bool
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:
@@ -352,6 +359,7 @@ def _apportion(total: int, weights: list[int]) -> list[int]:
     return counts
 
 
+@cache
 def _ascii_fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if c.isascii() and c.isalnum()).lower()
@@ -520,7 +528,7 @@ class GeneratedOrg:
         statuses = [status for status, _ in SUBSCRIBER_STATUS_WEIGHTS]
         weights = [weight for _, weight in SUBSCRIBER_STATUS_WEIGHTS]
         status_id = rng.choices(statuses, weights)[0]
-        engagement = round(min(100.0, rng.betavariate(2.0, 4.0) * 100.0), 1)
+        engagement = round(rng.triangular(0.0, 100.0, 20.0), 1)
         interest_count = rng.randint(0, self.spec.max_interests)
         categories = rng.sample(range(1, len(CATEGORY_DESCRIPTIONS) + 1), interest_count)
         scores = sorted((round(rng.uniform(1.0, 100.0), 2) for _ in categories), reverse=True)
@@ -529,7 +537,15 @@ class GeneratedOrg:
             for rank, (category, score) in enumerate(zip(categories, scores, strict=True), 1)
         )
         created, modified = self._timestamps(rng)
-        return _SubscriberProfile(status_id, engagement, interests, created, modified)
+        return _SubscriberProfile(
+            status_id,
+            engagement,
+            interests,
+            created,
+            modified,
+            without_first_name=rng.random() < self.spec.missing_first_name_share,
+            without_last_name=rng.random() < self.spec.missing_last_name_share,
+        )
 
     def _email_variant(self, email: str, rng: random.Random) -> str:
         """Return ``email`` with other letter case and, for half of them, surrounding spaces."""
@@ -736,18 +752,11 @@ class GeneratedOrg:
             slot = self._subscriber_slot_at[position]
             person = self._person(slot)
             profile = self._subscriber_profile(slot)
-            rng = self._record_rng(_STREAM_SUBSCRIBER_NAME, slot)
-            first_name: str | None = person.first_name
-            last_name: str | None = person.last_name
-            if rng.random() < spec.missing_first_name_share:
-                first_name = None
-            if rng.random() < spec.missing_last_name_share:
-                last_name = None
             yield {
                 "id": SUBSCRIBER_ID_START + position,
                 "email": person.email,
-                "first_name": first_name,
-                "last_name": last_name,
+                "first_name": None if profile.without_first_name else person.first_name,
+                "last_name": None if profile.without_last_name else person.last_name,
                 "subscriber_status_id": profile.status_id,
                 "subscriber_privacy_level_id": 1,
                 "engagement_score": profile.engagement_score,

@@ -25,6 +25,7 @@ from include.sandbox.generator import (
     generate_org,
     org_spec_from_arguments,
 )
+from include.sandbox.seeding import seed_data_dir, seed_records
 
 SMALL = OrgSpec(contacts=300, subscribers=200, accounts=5, leads=20, campaigns=8)
 
@@ -606,3 +607,78 @@ def test_org_spec_arguments_reject_bad_weights():
 
     with pytest.raises(SystemExit):
         parser.parse_args(["--campaign-type-weights", "Board"])
+
+
+# -- seeding the stores ------------------------------------------------------------------
+
+
+def open_stores(data_dir):
+    from include.sandbox.cerkl.store import CerklStore
+    from include.sandbox.salesforce.store import SalesforceStore
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    salesforce = SalesforceStore(data_dir / "salesforce.sqlite3", clock)
+    cerkl = CerklStore(data_dir / "cerkl.sqlite3", clock)
+    return salesforce, cerkl
+
+
+def test_seed_data_dir_fills_both_stores(tmp_path):
+    counts = seed_data_dir(tmp_path, SMALL)
+    salesforce, cerkl = open_stores(tmp_path)
+    org = generate_org(SMALL)
+
+    assert counts["Contact"] == 300
+    assert counts["subscribers"] == 200
+    for sobject in SALESFORCE_OBJECTS:
+        assert salesforce.count(sobject) == counts[sobject]
+        assert counts[sobject] == len(list(org.salesforce_records(sobject)))
+    for collection in CERKL_COLLECTIONS:
+        assert cerkl.count(collection) == counts[collection]
+    assert cerkl.count("segment_members") == sum(len(s["members"]) for s in org.segments())
+
+
+def test_seed_data_dir_links_match_in_stores(tmp_path):
+    seed_data_dir(tmp_path, SMALL)
+    salesforce, cerkl = open_stores(tmp_path)
+    org = generate_org(SMALL)
+    linked = [c for c in org.contacts() if c["Cerkl_Subscriber_Id__c"]]
+
+    for contact in linked[:20]:
+        row = salesforce.fetch_row("Contact", contact["Id"])
+        subscriber = cerkl.get_subscriber(int(contact["Cerkl_Subscriber_Id__c"]))
+        assert row["Cerkl_Subscriber_Id__c"] == contact["Cerkl_Subscriber_Id__c"]
+        assert normalized(row["Email"]) == subscriber["email"]
+    organization = salesforce.fetch_row("Account", ORGANIZATION_ACCOUNT_ID)
+    assert organization["Id"] == "001C000001aTtMaIAK"
+
+
+def test_seed_data_dir_reset_replaces_org(tmp_path):
+    seed_data_dir(tmp_path, SMALL)
+    counts = seed_data_dir(tmp_path, replace(SMALL, contacts=250, seed=5))
+    salesforce, cerkl = open_stores(tmp_path)
+
+    assert salesforce.count("Contact") == 250
+    assert counts["Contact"] == 250
+    assert cerkl.count("subscribers") == 200
+
+
+def test_seed_records_adds_given_records(tmp_path):
+    counts = seed_records(
+        tmp_path,
+        salesforce={"Contact": [{"LastName": "Lee", "Email": "ann.lee@example.org"}]},
+        cerkl={"subscribers": [{"email": "ann.lee@example.org", "first_name": "Ann"}]},
+    )
+    salesforce, cerkl = open_stores(tmp_path)
+
+    assert counts == {"Contact": 1, "subscribers": 1}
+    assert salesforce.count("Contact") == 1
+    assert cerkl.count("subscribers") == 1
+
+
+def test_seed_records_rejects_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="'Opportunity'"):
+        seed_records(tmp_path, salesforce={"Opportunity": []})
+    with pytest.raises(ValueError, match="'members'"):
+        seed_records(tmp_path, cerkl={"members": []})
