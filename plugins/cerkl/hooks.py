@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import threading
 import time
@@ -18,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import tenacity
@@ -29,6 +30,7 @@ from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 from cerkl.exceptions import (
     CerklApiError,
     CerklConfigError,
+    CerklConflictError,
     CerklError,
     CerklNotFoundError,
     CerklRetryError,
@@ -42,7 +44,7 @@ from cerkl.settings import (
 )
 from cerkl.throttle import TokenBucket
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Lifetime assumed when the token response carries no ``expires_in`` (Cerkl: 12 hours).
 DEFAULT_TOKEN_LIFETIME_SECONDS = 43_200
@@ -296,7 +298,7 @@ class CerklHook(HttpHook):
             lifetime = float(lifetime)
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
-        self.log.info("Fetched a Cerkl access token valid for %d s", lifetime)
+        log.info("Fetched a Cerkl access token valid for %d s", lifetime)
         return _AccessToken(value=body["access_token"], expires_at=self._clock() + lifetime)
 
     # -- requests and retries --------------------------------------------------------------
@@ -341,7 +343,7 @@ class CerklHook(HttpHook):
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None
-            self.log.warning(
+            log.warning(
                 "Cerkl %s %s failed (%s) on attempt %d of %d; retrying in %.2f s",
                 method,
                 path,
@@ -355,7 +357,7 @@ class CerklHook(HttpHook):
             failure = state.outcome.exception() if state.outcome else None
             reason = getattr(failure, "reason", str(failure))
             elapsed = self._clock() - started
-            self.log.error(
+            log.error(
                 "Cerkl %s %s failed after %d attempts in %.1f s: %s",
                 method,
                 path,
@@ -386,7 +388,7 @@ class CerklHook(HttpHook):
                 if history.outcome_unknown and reconcile is not None:
                     reconciled = reconcile()
                     if reconciled is not None:
-                        self.log.info(
+                        log.info(
                             "Cerkl %s %s: found the result of an earlier attempt, not resending",
                             method,
                             path,
@@ -443,9 +445,7 @@ class CerklHook(HttpHook):
                 auth=auth, headers=headers,
             )  # fmt: skip
             if response.status_code == 401 and bearer and not renewed:
-                self.log.info(
-                    "Cerkl answered 401 to %s %s; renewing the access token", method, path
-                )
+                log.info("Cerkl answered 401 to %s %s; renewing the access token", method, path)
                 self._invalidate_token(token)
                 renewed = True
                 continue
@@ -469,7 +469,7 @@ class CerklHook(HttpHook):
         self._bucket.acquire()
         with self._slots:
             self._count(key)
-            self.log.debug("Sending %s to Cerkl %s", method, key)
+            log.debug("Sending Cerkl request %s", key)
             try:
                 return session.request(
                     method,
@@ -697,7 +697,7 @@ class CerklHook(HttpHook):
                 results.append(self._create_result(answer, email, history))
 
         failed = sum(1 for result in results if not result.ok)
-        self.log.info(
+        log.info(
             "Created %d of %d subscribers; %d rejected", len(results) - failed, len(results), failed
         )
         return results
@@ -753,7 +753,7 @@ class CerklHook(HttpHook):
         if code == "DUPLICATE_EMAIL" and history.outcome_unknown:
             existing = self.find_subscriber_by_email(email)
             if existing is not None:
-                self.log.warning(
+                log.warning(
                     "Create of subscriber %s answered DUPLICATE_EMAIL after a retry with an "
                     "unknown outcome; using the existing subscriber",
                     existing.get("id"),
@@ -812,6 +812,7 @@ class CerklHook(HttpHook):
         extra. Cerkl keeps the record as an unsubscribe with the same id.
 
         :raises CerklNotFoundError: when no subscriber has this id.
+        :raises CerklConflictError: when the subscriber is already unsubscribed.
         """
         subscriber_id = _check_id(subscriber_id)
         history = _RequestHistory()
@@ -820,12 +821,13 @@ class CerklHook(HttpHook):
             self._request(
                 "DELETE", "subscriber/{id}", (subscriber_id,), params=params, history=history
             )
-        except CerklNotFoundError:
-            # A lost first attempt may have unsubscribed already; then the record exists.
+        except (CerklNotFoundError, CerklConflictError):
+            # A lost first attempt may have unsubscribed already, and the retry then finds no
+            # subscriber (404) or an unsubscribed one (409). The unsubscribe record decides.
             if not history.outcome_unknown or self.get_unsubscribe(subscriber_id) is None:
                 raise
-            self.log.info("Subscriber %s was unsubscribed by an earlier attempt", subscriber_id)
-        self.log.info("Unsubscribed subscriber %s", subscriber_id)
+            log.info("Subscriber %s was unsubscribed by an earlier attempt", subscriber_id)
+        log.info("Unsubscribed subscriber %s", subscriber_id)
 
     def get_subscriber_interests(self, subscriber_id: int) -> list[dict]:
         """Return a subscriber's interests ordered by rank, 1 first.
@@ -879,7 +881,7 @@ class CerklHook(HttpHook):
             return None
         segments.sort(key=lambda segment: segment.get("id") or 0)
         if len(segments) > 1:
-            self.log.warning(
+            log.warning(
                 "Cerkl has %d segments with external_id %s (ids %s); using %s",
                 len(segments),
                 external_id,
@@ -909,7 +911,7 @@ class CerklHook(HttpHook):
             reconcile=lambda: self.find_segment_by_external_id(external_id),
         )
         segment = self._from_api(_single(answer, "POST segment"))
-        self.log.info("Created Cerkl segment %s for external_id %s", segment.get("id"), external_id)
+        log.info("Created Cerkl segment %s for external_id %s", segment.get("id"), external_id)
         return segment
 
     def rename_segment(self, segment_id: int, description: str) -> dict:
@@ -957,7 +959,7 @@ class CerklHook(HttpHook):
         except CerklNotFoundError:
             if not history.outcome_unknown:
                 raise
-            self.log.info(
+            log.info(
                 "Subscriber %s was removed from segment %s by an earlier attempt", ids[1], ids[0]
             )
 
