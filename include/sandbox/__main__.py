@@ -1,8 +1,8 @@
 """Command line of the sandbox: ``serve``, ``seed`` and ``load``.
 
 ``python -m include.sandbox serve`` runs both sandbox servers in the foreground and prints
-their URLs and the credentials they accept; ``seed`` writes a generated org into a data
-folder; ``load`` writes Salesforce export files into one.
+their URLs and the credentials they accept. ``seed`` writes a generated org into a data
+folder, and ``load`` writes Salesforce export files into one.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _parse_column_map(values: Sequence[str]) -> dict[str, str]:
 
 
 def data_dir_is_empty(data_dir: Path) -> bool:
-    """Return True when the folder holds no Cerkl subscribers and no Salesforce Contacts."""
+    """Return True when the folder contains no Cerkl subscribers and no Salesforce Contacts."""
     cerkl_path = data_dir / "cerkl.sqlite3"
     salesforce_path = data_dir / "salesforce.sqlite3"
     if not cerkl_path.exists() and not salesforce_path.exists():

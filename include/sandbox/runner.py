@@ -127,7 +127,7 @@ def start_sandbox(
     servers: Sequence[str] = SERVER_NAMES,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
 ) -> RunningSandbox:
-    """Start the sandbox servers as child processes and wait until each answers HTTP.
+    """Start the sandbox servers as child processes and wait until each responds to HTTP.
 
     :param data_dir: data folder shared by both servers; created if missing.
     :param salesforce_port: port of the Salesforce server; 0 picks a free one.
@@ -246,7 +246,7 @@ def _wait_until_answering(server: ServerProcess, timeout: float) -> None:
             continue
         return
     raise SandboxStartError(
-        f"The {server.name} sandbox server did not answer on port {server.port} within"
+        f"The {server.name} sandbox server did not respond on port {server.port} within"
         f" {timeout:.0f} s; see {server.log_path}:\n{_log_tail(server.log_path)}"
     )
 

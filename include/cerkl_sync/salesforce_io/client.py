@@ -279,7 +279,7 @@ class SalesforceClient:
         :return: one result per input record, in input order, with ``created`` True on
             success. Records rejected by Salesforce have ``success`` False.
         :raises ValueError: when a record has an ``Id`` or a name is invalid.
-        :raises SalesforceSyncError: when a request fails. ``partial_results`` holds the
+        :raises SalesforceSyncError: when a request fails. ``partial_results`` contains the
             results of the batches done before.
         """
         _check_api_name(sobject, "sObject name")
@@ -533,8 +533,8 @@ class SalesforceClient:
         :raises SalesforceSyncError: naming every missing field and how to add it, or naming
             the sObject when it does not exist.
         """
-        wanted = list(dict.fromkeys(names))
-        for name in wanted:
+        requested = list(dict.fromkeys(names))
+        for name in requested:
             _check_api_name(name, "field name")
         try:
             existing = {name.lower() for name in self.describe_fields(sobject)}
@@ -545,7 +545,7 @@ class SalesforceClient:
                     "the name and that the sync user's profile can read it"
                 ) from exc
             raise
-        missing = [name for name in wanted if name.lower() not in existing]
+        missing = [name for name in requested if name.lower() not in existing]
         if missing:
             raise SalesforceSyncError(
                 f"{sobject} lacks the field(s) {', '.join(missing)} that the sync needs: create "

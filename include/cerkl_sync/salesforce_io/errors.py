@@ -39,7 +39,7 @@ class SalesforceSyncError(Exception):
 
 
 class SalesforceApiLimitError(SalesforceSyncError):
-    """Salesforce answered ``REQUEST_LIMIT_EXCEEDED``: the org's API allocation is spent.
+    """Salesforce returned ``REQUEST_LIMIT_EXCEEDED``: the org's API allocation is spent.
 
     This is systemic, so the task should stop. Retrying only spends more of the allocation.
     """

@@ -60,7 +60,7 @@ RETRY_AFTER_MAX_SECONDS = 60.0
 
 
 class RetryPolicy(enum.Enum):
-    """Which failures a request may be re-sent after."""
+    """Kind of request, which sets the failures that it may be re-sent after."""
 
     READ = "read"
     IDEMPOTENT_WRITE = "idempotent write"
@@ -239,7 +239,7 @@ class RestSession:
         :return: the response, with a status below 300.
         :raises SalesforceAuthError: when login fails or the session expires twice in a row.
         :raises SalesforceApiLimitError: on ``REQUEST_LIMIT_EXCEEDED``.
-        :raises SalesforceWriteOutcomeUnknownError: when a create got no usable answer.
+        :raises SalesforceWriteOutcomeUnknownError: when a create got a 5xx or no response.
         :raises SalesforceRequestError: on any other error status, or when retries run out.
         """
         endpoint = endpoint_key(method, self._resolve_url(self.connection(), target))
@@ -322,7 +322,7 @@ class RestSession:
         code = exc.error_code or "(no error code)"
         if policy is RetryPolicy.CREATE and exc.status >= 500:
             return SalesforceWriteOutcomeUnknownError(
-                f"Salesforce answered {endpoint} with HTTP {exc.status} {code}, so it is unknown "
+                f"Salesforce returned HTTP {exc.status} {code} for {endpoint}, so it is unknown "
                 "which records were created. The request was not re-sent. Query for the records "
                 "before creating them again, or create them with upsert on an external Id",
                 endpoint=endpoint,
@@ -332,7 +332,7 @@ class RestSession:
             )
         attempts = self._max_attempts if _is_retryable(policy, exc) else 1
         return SalesforceRequestError(
-            f"Salesforce answered {endpoint} with HTTP {exc.status} {code} on {attempts} "
+            f"Salesforce returned HTTP {exc.status} {code} for {endpoint} on {attempts} "
             "attempt(s): try the run again later",
             endpoint=endpoint,
             status=exc.status,
@@ -381,7 +381,7 @@ def _is_transient_login_error(exc: BaseException) -> bool:
 
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
-    # A login answered with a 5xx and no SOAP fault carries the HTTP status as its code.
+    # A login that gets a 5xx response without a SOAP fault carries the HTTP status as its code.
     return (
         isinstance(exc, SalesforceAuthenticationFailed)
         and isinstance(exc.code, int)

@@ -3,7 +3,7 @@
 Salesforce limits a SOQL statement to 100,000 characters and a REST request URI to 16,384
 bytes, and a string literal inside a WHERE clause to 4,000 characters. A query travels URL
 encoded in the ``q`` parameter of a GET request, where ``'`` costs 3 bytes and a non-ASCII
-character 4 to 12, so the URI limit is usually the one that binds.
+character 6 to 12, so the URI limit is usually the one that binds.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -64,8 +65,8 @@ class CerklSandboxSettings:
     default_page_size: int = 100
     max_page_size: int = 1_000
     max_create_batch: int = 100
-    # Cerkl's CSV import fills a missing first name from the part of the email before "@";
-    # the sandbox does the same on API creates unless this is True (then 422).
+    # Cerkl's CSV import fills a missing first name from the part of the email before "@".
+    # The sandbox does the same on API creates, unless this is True and they get 422.
     require_first_name: bool = False
 
     @classmethod
@@ -561,7 +562,7 @@ class CerklSandbox:
             )
         try:
             assigned = seed_store(self.store, records)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, sqlite3.Error) as exc:
             raise ControlInputError(f"invalid seed records: {exc}") from exc
         return JSONResponse(assigned)
 
@@ -586,7 +587,14 @@ class CerklSandbox:
         try:
             for name in ("first_name", "last_name"):
                 if name in body:
-                    fields[name] = body[name]
+                    value = body[name]
+                    if value is not None and not isinstance(value, str):
+                        raise ControlInputError(f"invalid {name}: use a string or null")
+                    if value is not None and len(value) > MAX_NAME_LENGTH:
+                        raise ControlInputError(
+                            f"invalid {name}: longer than {MAX_NAME_LENGTH} characters"
+                        )
+                    fields[name] = value
             if "email" in body:
                 email = body["email"]
                 if not isinstance(email, str) or not is_valid_email(email.strip()):
@@ -594,9 +602,8 @@ class CerklSandbox:
                 fields["email"] = email.strip()
             if "engagement_score" in body:
                 score = body["engagement_score"]
-                if isinstance(score, bool) or not isinstance(score, int | float):
-                    raise ControlInputError(f"invalid engagement_score {score!r}: use 0 to 100")
-                if not 0 <= score <= 100:
+                is_number = isinstance(score, int | float) and not isinstance(score, bool)
+                if not is_number or not 0 <= score <= 100:
                     raise ControlInputError(f"invalid engagement_score {score!r}: use 0 to 100")
                 fields["engagement_score"] = score
             interests = body.get("interests")
@@ -607,9 +614,9 @@ class CerklSandbox:
             row = self.store.update_subscriber(subscriber_id, fields, interests=interests)
         except CerklApiError as exc:
             return render_error(exc.status, exc.code, exc.message)
+        except ControlInputError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ControlInputError):
-                raise
             raise ControlInputError(
                 f"invalid interests: each needs category_id, rank and score ({exc})"
             ) from exc

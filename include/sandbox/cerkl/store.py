@@ -7,7 +7,7 @@ Rules the store enforces (the HTTP layer in ``app.py`` only parses and formats):
 - Emails compare trimmed and case-insensitively (``email_key`` column), in uniqueness checks
   and in the ``email`` filter. The stored ``email`` keeps the trimmed spelling as given.
 - ``date_modified_utc`` moves when the name, email, status, engagement score or the order of
-  the top five interests changes; a change of privacy level alone does not move it.
+  the top five interests changes. A change of privacy level alone does not move it.
 - A segment's ``date_modified_utc`` moves when its description, external id or members change.
 
 Datetimes are stored and returned as ``YYYY-MM-DD HH:MM:SS`` UTC text, which sorts and
@@ -42,10 +42,11 @@ DEFAULT_STATUS_ID = 1
 DEFAULT_PRIVACY_LEVEL_ID = 1
 TOP_INTEREST_RANKS = 5
 
-# Sandbox email rule: one "@"; a local part of 1 to 64 characters with no spaces, "@", quotes,
-# angle brackets, commas or semicolons, and no leading, trailing or double dot; a domain of
-# two or more dot-separated labels of letters, digits and inner hyphens, ending in a label of
-# two or more letters; 254 characters at most in all.
+# Sandbox email rule, at most 254 characters with exactly one "@". The local part has 1 to 64
+# characters, none of them whitespace, quotes, angle brackets, parentheses, commas, semicolons,
+# colons, square brackets or backslashes, and no leading, trailing or double dot. The domain
+# has two or more dot-separated labels of letters, digits and inner hyphens, and its last
+# label has two or more letters.
 _LOCAL_PART = re.compile(r"^(?!\.)(?!.*\.\.)[^\s@\"<>(),;:\[\]\\]{1,64}(?<!\.)$")
 _DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 MAX_EMAIL_LENGTH = 254

@@ -611,9 +611,11 @@ def test_check_fields_names_every_missing_field(client: SalesforceClient) -> Non
         )
 
     message = str(raised.value)
-    assert "Missing_One__c, Missing_Two__c" in message
-    assert "custom field" in message
-    assert "Email" not in message.split(":")[0]
+    listed = message.split(" that the sync needs")[0]
+    assert "Missing_One__c, Missing_Two__c" in listed
+    assert "Email" not in listed
+    assert "cerkl_subscriber_id__c" not in listed
+    assert "custom fields" in message
 
 
 def test_check_fields_passes_when_fields_exist(client: SalesforceClient) -> None:

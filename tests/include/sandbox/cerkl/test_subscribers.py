@@ -334,3 +334,35 @@ def test_admin_edit_email_to_taken_is_409(
 
     assert response.status_code == 409
     assert error_code(response) == "DUPLICATE_EMAIL"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"first_name": 5}, {"last_name": "x" * 256}, {"engagement_score": True}, {"interests": "a"}],
+)
+def test_admin_edit_rejects_bad_fields(
+    cerkl_api: CerklApi, cerkl_controls: SandboxControlClient, body: dict
+) -> None:
+    created = cerkl_api.create(email="badedit@example.org", first_name="Kept")
+
+    response = cerkl_controls.session.put(
+        f"{cerkl_controls.base_url}/__sandbox__/subscriber/{created['id']}", json=body, timeout=10
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_CONTROL_REQUEST"
+    fetched = data_of(cerkl_api.call("GET", f"subscriber/{created['id']}"))[0]
+    assert fetched["first_name"] == "Kept"
+
+
+def test_seed_rejects_repeated_segment_id(cerkl_controls: SandboxControlClient) -> None:
+    cerkl_controls.seed({"segments": [{"id": 5, "description": "A"}]})
+
+    response = cerkl_controls.session.post(
+        f"{cerkl_controls.base_url}/__sandbox__/seed",
+        json={"records": {"segments": [{"id": 5, "description": "B"}]}},
+        timeout=10,
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "INVALID_CONTROL_REQUEST"
