@@ -130,7 +130,7 @@ def test_clear_without_yes_rejected(
 
     assert code == EXIT_USAGE
     assert output == ""
-    assert "add --yes to confirm" in capsys.readouterr().err
+    assert "Add --yes to confirm" in capsys.readouterr().err
     assert len(store.open_work_items()) == 3
 
 

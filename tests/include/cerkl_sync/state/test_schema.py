@@ -191,7 +191,7 @@ def test_alembic_env_migrates_from_x_url(sqlite_url: str) -> None:
 
 def test_state_cli_check_then_migrate(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert state_main(["check", "--url", sqlite_url]) == 1
-    assert "run `python -m include.cerkl_sync.state migrate`" in capsys.readouterr().err
+    assert "Run `python -m include.cerkl_sync.state migrate`" in capsys.readouterr().err
 
     assert state_main(["migrate", "--url", sqlite_url]) == 0
     assert "is at revision 0001" in capsys.readouterr().out
