@@ -184,10 +184,21 @@ def parse_config(values: Mapping[str, Any] | str | None) -> SyncConfig:
             f"{CONFIG_VARIABLE}.conflict_rule is {config.conflict_rule!r}; "
             f"use one of {', '.join(CONFLICT_RULES)}."
         )
-    if config.batch_size < 1 or config.cerkl_workers < 1:
-        raise ConfigError(f"{CONFIG_VARIABLE}.batch_size and cerkl_workers must be at least 1.")
-    if not config.contact_fields.last_name or not config.missing_last_name.strip():
-        raise ConfigError(f"{CONFIG_VARIABLE}.missing_last_name must not be empty.")
+    for name in ("batch_size", "cerkl_workers"):
+        if getattr(config, name) < 1:
+            raise ConfigError(
+                f"{CONFIG_VARIABLE}.{name} must be at least 1, got {getattr(config, name)!r}."
+            )
+    if not config.missing_last_name.strip():
+        raise ConfigError(
+            f"{CONFIG_VARIABLE}.missing_last_name must not be empty, got "
+            f"{config.missing_last_name!r}; Salesforce requires a LastName."
+        )
+    if not config.contact_fields.last_name.strip():
+        raise ConfigError(
+            f"{CONFIG_VARIABLE}.contact_fields.last_name must not be empty, got "
+            f"{config.contact_fields.last_name!r}; use a Contact field API name such as LastName."
+        )
     return config
 
 

@@ -150,11 +150,13 @@ def email_problem(value: str | None) -> str | None:
 
     The rule: the address must pass ``email-validator``'s syntax check (RFC 5321/5322 with
     internationalized domain names; no DNS look-up) and fit Salesforce's 80-character Email
-    field. Returns a reason code with a short explanation, or None when the address is valid.
+    field. Surrounding spaces are ignored, because matching trims them too. Returns a reason code
+    with a short explanation, or None when the address is valid.
     """
     from email_validator import EmailNotValidError, validate_email
 
-    if value is None:
+    value = value.strip() if value is not None else None
+    if not value:
         return "MISSING_EMAIL: the record has no email address"
     if len(value) > EMAIL_MAX:
         return f"EMAIL_TOO_LONG: {len(value)} characters, Salesforce allows {EMAIL_MAX}"

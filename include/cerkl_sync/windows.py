@@ -74,6 +74,7 @@ def compute_windows(
     :param config: sync settings (lookback and the manual-run cap).
     :param full_sync: read everything, ignoring windows.
     :return: one window per flow name in :data:`FLOWS`.
+    :raises ValueError: when a time has no time zone or the interval start is after its end.
     """
     now = _utc(now)
     lookback = timedelta(minutes=config.lookback_minutes)
@@ -88,6 +89,11 @@ def compute_windows(
             start = max(earliest, last_end - lookback) if last_end is not None else earliest
         else:
             end = _utc(interval_end)
+            if _utc(interval_start) > end:
+                raise ValueError(
+                    f"Data interval start {interval_start.isoformat()} is after its end "
+                    f"{interval_end.isoformat()}; pass the start first."
+                )
             start = _utc(interval_start) - lookback
             if last_end is not None and last_end < start:
                 start = last_end
