@@ -8,7 +8,8 @@ folder with :meth:`LoadedExport.seed`.
 Nothing is dropped silently: skipped objects, dropped fields, skipped rows and cleared
 references are counted and described in ``LoadedExport.warnings``. Input that cannot be
 read raises :class:`ExportLoadError` naming the file, the record and the value. Messages
-never contain a name or an email address.
+quote values of boolean, number, date and reference fields only. For a text field, such as a
+name or an email address, they give the field and the length.
 
 ``docs/sandbox-data.md`` lists the accepted shapes.
 """
@@ -35,7 +36,7 @@ from include.sandbox.salesforce.store import parse_datetime
 logger = logging.getLogger(__name__)
 
 # Standard objects that exports often contain and the sandbox does not model. Records of
-# these, and of custom objects (``__c``), are skipped with a warning; any other object name
+# these and of custom objects (``__c``) are skipped with a warning. Any other object name
 # is an error, because it is more likely a typo.
 UNMODELED_STANDARD_OBJECTS = frozenset(
     {
@@ -64,7 +65,7 @@ UNMODELED_STANDARD_OBJECTS = frozenset(
 )
 
 # Column labels of Salesforce's report and Data Export files that differ from the API name.
-# Keys are labels folded to lower-case letters and digits; None means the object's own Id.
+# Keys are labels folded to lower-case letters and digits; "Id" marks the row's own Id.
 _LABELS: dict[str, dict[str, str]] = {
     "Account": {
         "accountid": "Id",
@@ -86,7 +87,6 @@ _LABELS: dict[str, dict[str, str]] = {
         "leadid": "Id",
         "leadstatus": "Status",
         "emailoptout": "HasOptedOutOfEmail",
-        "converted": "IsConverted",
     },
     "Campaign": {
         "campaignid": "Id",
@@ -119,6 +119,7 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Loaded Ids put "0L" where Salesforce puts the instance identifier, apart from generated
 # ("0G") and store-assigned Ids.
 _LOADED_ID_POD = "0L"
+# A loaded Id encodes 40 bits of a hash of the files and a 19-bit sequence number per object.
 _MAX_RECORDS_PER_OBJECT = 1 << 19
 # Warnings list at most this many row numbers of one kind per file.
 _MAX_ROWS_LISTED = 5
@@ -485,7 +486,12 @@ class _Loader:
         mapped_columns = {column.lower(): name for name, column in mapped.items()}
         for column, value in columns.items():
             if column.lower() in mapped_columns:
-                self._set(pending, definition.field(mapped_columns[column.lower()]), value)
+                field_name = mapped_columns[column.lower()]
+                if field_name == "Id":
+                    if not _blank(value):
+                        pending.source_id = str(value).strip()
+                else:
+                    self._set(pending, definition.field(field_name), value)
                 continue
             target = _column_field(definition, column)
             if target == "Id":
@@ -640,9 +646,11 @@ class _Loader:
                 else:
                     self._clear(result, pending, field_name, "a record outside the export")
 
-    def _clear(self, result: LoadedExport, pending: _Pending, field_name: str, why: str) -> None:
+    def _clear(self, result: LoadedExport, pending: _Pending, field_name: str, cause: str) -> None:
         self.issues.add(
-            pending.file_name, f"set {field_name} to null because it refers to {why}", pending.place
+            pending.file_name,
+            f"set {field_name} to null because it refers to {cause}",
+            pending.place,
         )
         result.cleared_references += 1
 
@@ -840,8 +848,8 @@ def load_export(
       (``Contacts.csv``, ``test_data.Contact.csv``, ``Contact_Data.csv``). A report export
       whose headers are all ``Object: Label`` gives records of several objects per row.
 
-    Reference fields may hold the exporting org's Ids; those that point at a record of the
-    export become its new Id, the others become null with a warning.
+    Reference fields may contain the exporting org's Ids. Those that point at a record of the
+    export become its new Id, and the others become null with a warning.
 
     :param paths: the files, in any order.
     :param column_map: product field to source column, such as

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 SALESFORCE_DB_NAME = "salesforce.sqlite3"
 CERKL_DB_NAME = "cerkl.sqlite3"
-# Records go to a store in chunks of this size, so memory stays flat for any org size.
+# Records go to a store in chunks of this size, so one chunk at a time is held in memory.
 INSERT_CHUNK_SIZE = 20_000
 
 # Insert order: referenced records first. CampaignMembers come after Contacts and Leads
@@ -151,7 +151,7 @@ def seed_data_dir(
     :param data_dir: the sandbox data folder; created when missing.
     :param spec: the org to generate; None means the defaults of ``OrgSpec``.
     :param reset: empty both stores first (the default). Without it, seeding into a folder
-        that holds an org generated before fails on repeated Ids.
+        that already contains this org fails on repeated Ids.
     :return: the number of records inserted per sObject and collection.
     :raises ValueError: for an invalid spec or when a store rejects a record.
     """

@@ -265,6 +265,28 @@ def test_load_column_map_limited_to_object():
     assert contacts["Park"]["Email"] == "cy.park@example.com"
 
 
+def test_load_column_map_names_old_id_column(tmp_path):
+    (tmp_path / "Accounts.csv").write_text("Legacy_Id,Name\nACC000000000001,North Club\n")
+    (tmp_path / "Contacts.csv").write_text("LastName,AccountId\nVu,ACC000000000001\n")
+    result = load_export(
+        [tmp_path / "Accounts.csv", tmp_path / "Contacts.csv"],
+        column_map={"Account.Id": "Legacy_Id"},
+    )
+    account = result.records["Account"][0]
+
+    assert account["Id"].startswith("001")
+    assert result.records["Contact"][0]["AccountId"] == account["Id"]
+
+
+def test_load_csv_references_json_in_same_folder(tmp_path):
+    shutil.copy(FIXTURES / "tree_plan" / "Accounts.json", tmp_path / "Accounts.json")
+    (tmp_path / "Contacts.csv").write_text("LastName,AccountId\nVu,@AccountRef2\n")
+    result = load_export([tmp_path / "Contacts.csv", tmp_path / "Accounts.json"])
+    accounts = by_field(result.records["Account"], "Name")
+
+    assert result.records["Contact"][0]["AccountId"] == accounts["Ridge Library"]["Id"]
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 
