@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +28,17 @@ SHARED_FIELDS = ("first_name", "last_name", "email")
 
 
 def field_digest(name: str, value: object) -> str:
-    """Return the digest the state DB keeps for a synced value (never the value itself)."""
+    """Return the digest the state DB keeps for a synced value (never the value itself).
+
+    Strings are compared in Unicode NFC, so a name stored precomposed on one side and with
+    combining characters on the other counts as equal.
+    """
     if name == "email":
         value = normalize_email(value)
     elif isinstance(value, str):
         value = value.strip() or None
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFC", value)
     encoded = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
