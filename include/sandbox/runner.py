@@ -156,7 +156,7 @@ def start_sandbox(
         for name in servers:
             spawned[name] = _spawn(name, data_dir, host, ports[name])
         for name, (process, port_file, log_path, log_file) in spawned.items():
-            port = _wait_for_port(name, process, port_file, log_path, startup_timeout)
+            port = _wait_for_port(name, process, ports[name], port_file, log_path, startup_timeout)
             server = ServerProcess(name, process, host, port, log_path, log_file)
             started[name] = server
             _wait_until_answering(server, startup_timeout)
@@ -211,6 +211,7 @@ def _spawn(
 def _wait_for_port(
     name: str,
     process: subprocess.Popen[bytes],
+    requested_port: int,
     port_file: Path,
     log_path: Path,
     timeout: float,
@@ -224,11 +225,13 @@ def _wait_for_port(
         if process.poll() is not None:
             raise SandboxStartError(
                 f"The {name} sandbox server exited with code {process.returncode} before"
-                f" binding its port; see {log_path}:\n{_log_tail(log_path)}"
+                f" listening on {_describe_port(requested_port)}; see {log_path}:\n"
+                f"{_log_tail(log_path)}"
             )
         time.sleep(0.05)
     raise SandboxStartError(
-        f"The {name} sandbox server did not bind its port within {timeout:.0f} s;"
+        f"The {name} sandbox server did not listen on {_describe_port(requested_port)}"
+        f" within {timeout:.0f} s;"
         f" see {log_path}:\n{_log_tail(log_path)}"
     )
 
@@ -249,6 +252,10 @@ def _wait_until_answering(server: ServerProcess, timeout: float) -> None:
         f"The {server.name} sandbox server did not respond on port {server.port} within"
         f" {timeout:.0f} s; see {server.log_path}:\n{_log_tail(server.log_path)}"
     )
+
+
+def _describe_port(port: int) -> str:
+    return f"port {port}" if port else "a free port"
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
