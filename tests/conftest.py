@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 
 import pytest
@@ -12,23 +11,11 @@ from include.sandbox.runner import RunningSandbox, start_sandbox
 from tests.include.sandbox.cerkl.api_client import CerklApi
 
 
-def _salesforce_app_available() -> bool:
-    try:
-        return importlib.util.find_spec("include.sandbox.salesforce.app") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    """Both sandbox servers on free loopback ports over a fresh data folder, for the session.
-
-    NOTE: while ``include.sandbox.salesforce.app`` does not exist, only the Cerkl server
-    starts and ``sandbox.salesforce_url`` is None.
-    """
+    """Both sandbox servers on free loopback ports over a fresh data folder, for the session."""
     data_dir = tmp_path_factory.mktemp("sandbox-data")
-    servers = ("salesforce", "cerkl") if _salesforce_app_available() else ("cerkl",)
-    running = start_sandbox(data_dir, servers=servers)
+    running = start_sandbox(data_dir)
     try:
         yield running
     finally:
@@ -50,8 +37,7 @@ def cerkl_controls(sandbox: RunningSandbox) -> Iterator[SandboxControlClient]:
 @pytest.fixture
 def salesforce_controls(sandbox: RunningSandbox) -> Iterator[SandboxControlClient]:
     """Control client of the Salesforce sandbox, reset before the test."""
-    if sandbox.salesforce_url is None:
-        pytest.skip("the Salesforce sandbox app (include.sandbox.salesforce.app) is missing")
+    assert sandbox.salesforce_url is not None
     client = SandboxControlClient(sandbox.salesforce_url)
     client.reset()
     try:
