@@ -4,8 +4,9 @@ Usage::
 
     python -m include.cerkl_sync.check_connections [--cerkl-conn-id ID] [--salesforce-conn-id ID]
 
-Prints one line per connection, ``<conn id>: OK <details>`` or ``<conn id>: FAILED
-<reason>``, and exits with status 1 when any check fails. Connections come from Airflow
+Prints one line per connection on stdout, ``<conn id>: OK <details>`` or ``<conn id>:
+FAILED <reason>``, and exits with status 1 when any check fails. Log records go to stderr,
+at WARNING unless ``--verbose`` is given. Connections come from Airflow
 (environment variables ``AIRFLOW_CONN_<ID>``, a secrets backend or the metadata database).
 Salesforce requests go through :func:`include.cerkl_sync.salesforce_transport.
 build_salesforce_session`, which routes them to the local sandbox when
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -125,15 +127,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=SALESFORCE_CONN_ID,
         help="Salesforce connection id to check.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="Log at INFO instead of WARNING (on stderr)."
+    )
     args = parser.parse_args(argv)
 
     _make_plugins_importable()
+    _send_logs_to_stderr(logging.INFO if args.verbose else logging.WARNING)
     results = run_checks(
         [(args.cerkl_conn_id, check_cerkl), (args.salesforce_conn_id, check_salesforce)]
     )
     for _, line in results:
         print(line)
     return 0 if all(ok for ok, _ in results) else 1
+
+
+def _send_logs_to_stderr(level: int) -> None:
+    """Keep stdout for the result lines: move root log handlers on stdout to stderr.
+
+    Airflow configures logging when it is first imported, so this imports the hook module
+    (and with it Airflow) before changing the handlers.
+    """
+    import cerkl.hooks  # noqa: F401 - configures Airflow's logging
+
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def _make_plugins_importable() -> None:
