@@ -10,55 +10,71 @@ read transaction that tries to become a write transaction fails at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import re
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    case,
-    create_engine,
-    delete,
-    event,
-    func,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import Connection, case, delete, func, or_, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
+from sqlalchemy.exc import OperationalError
 
+from include.cerkl_sync.state.engine import WRITE_OPTION, create_state_engine, redact_url
+from include.cerkl_sync.state.entities import (
+    WORK_ITEM_KINDS,
+    Link,
+    SegmentLink,
+    WorkItem,
+    check_aware,
+    check_flow,
+    check_kind,
+    check_link,
+    check_positive_int,
+    check_salesforce_id,
+    check_subscriber_id,
+    check_text,
+    truncate_reason,
+    value_digest,
+)
+from include.cerkl_sync.state.errors import (
+    StateSchemaOutdatedError,
+    StateStoreError,
+    StateStoreUnavailableError,
+)
 from include.cerkl_sync.state.models import (
-    FLOW_MAX_LENGTH,
     LOCK_OWNER_MAX_LENGTH,
-    REASON_MAX_LENGTH,
     RECORD_ID_MAX_LENGTH,
     RECORD_TYPE_MAX_LENGTH,
-    SALESFORCE_ID_LENGTH,
     CampaignSegmentLink,
     ContactLink,
     SyncLock,
     SyncWindow,
     WorkItemRow,
 )
+
+# Names that callers import from this module, re-exported from where they live.
+__all__ = [
+    "WORK_ITEM_KINDS",
+    "Link",
+    "SegmentLink",
+    "StateSchemaOutdatedError",
+    "StateStoreError",
+    "StateStoreUnavailableError",
+    "SyncStateStore",
+    "WorkItem",
+    "create_state_engine",
+    "redact_url",
+    "value_digest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +84,6 @@ DEFAULT_CONN_ID = "cerkl_sync_state"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATE_COMMAND = "python -m include.cerkl_sync.state migrate"
 
-WORK_ITEM_KINDS = ("pending", "quarantined")
-
-# Seconds a SQLite connection waits for the database lock before it fails.
-SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
-# Seconds PostgreSQL connection attempts wait before they fail.
-POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 # Number of ids per SQL IN (...) list and per write transaction of a bulk save.
 ID_CHUNK_SIZE = 500
 
@@ -86,200 +96,9 @@ LOCK_LEASE_SECONDS = 60.0
 LOCK_RENEW_SECONDS = 15.0
 LOCK_POLL_SECONDS = 0.2
 
-_WRITE_OPTION = "cerkl_sync_write"
-_DIGEST_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-_FLOW_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _CONNECTION_JSON_EXAMPLE = (
     '{"conn_type": "generic", "extra": {"url": "postgresql+psycopg2://user@host:5432/cerkl_sync"}}'
 )
-
-
-class StateStoreError(Exception):
-    """An error of the sync-state store that the caller can act on."""
-
-
-class StateStoreUnavailableError(StateStoreError):
-    """The state DB cannot be reached or opened."""
-
-
-class StateSchemaOutdatedError(StateStoreError):
-    """The state DB is not migrated to the revision this code needs."""
-
-
-@dataclass
-class Link:
-    """A link between a Salesforce Contact and a Cerkl subscriber.
-
-    :param contact_id: 18-character Salesforce Contact Id.
-    :param subscriber_id: Cerkl subscriber id.
-    :param synced_values: field name -> ``value_digest`` of the value last synced. Values
-        themselves are never stored, so a digest that is not 64 hex characters is rejected.
-    :param salesforce_seen_at: Contact ``SystemModstamp`` at the last sync (aware datetime).
-    :param cerkl_seen_at: subscriber ``date_modified_utc`` at the last sync (aware datetime).
-    """
-
-    contact_id: str
-    subscriber_id: int
-    synced_values: dict[str, str] = field(default_factory=dict)
-    salesforce_seen_at: datetime | None = None
-    cerkl_seen_at: datetime | None = None
-
-
-@dataclass
-class SegmentLink:
-    """The Cerkl segment that mirrors a Salesforce Campaign.
-
-    :param campaign_id: 18-character Salesforce Campaign Id.
-    :param segment_id: Cerkl segment id.
-    :param in_scope: False once the Campaign no longer qualifies for syncing.
-    """
-
-    campaign_id: str
-    segment_id: int
-    in_scope: bool = True
-
-
-@dataclass
-class WorkItem:
-    """An open work item: a record that the next run retries (``pending``) or that waits for
-    an operator (``quarantined``). ``attempts`` counts the runs that added it."""
-
-    id: int
-    flow: str
-    kind: str
-    record_type: str
-    record_id: str
-    reason: str
-    attempts: int
-    first_seen: datetime
-    last_seen: datetime
-
-
-def value_digest(value: object) -> str:
-    """Return the sha256 hex digest of a normalized field value.
-
-    Normalization makes equal values from Salesforce and Cerkl digest alike. ``None`` and a
-    string that is empty after stripping digest the same. Strings are stripped and put in
-    Unicode NFC form, and booleans become ``true``/``false``. Numbers with an integral value
-    digest like the integer (``1``, ``1.0`` and ``Decimal("1.00")`` are equal), and other
-    numbers in positional notation (``1e-07`` like ``Decimal("0.0000001")``).
-
-    :param value: None, str, bool, int, float or Decimal.
-    :return: 64 lowercase hex characters.
-    :raises TypeError: for any other type.
-    :raises ValueError: for NaN or infinite numbers.
-    """
-    return hashlib.sha256(_normalize_value(value).encode("utf-8")).hexdigest()
-
-
-def _normalize_value(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return unicodedata.normalize("NFC", value.strip())
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float | Decimal):
-        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
-        if not finite:
-            raise ValueError(f"value_digest cannot digest the non-finite number {value!r}.")
-        # repr() is the shortest string that round-trips the float, so 0.1 becomes 0.1 and
-        # not the binary expansion 0.1000000000000000055...
-        number = Decimal(repr(value)) if isinstance(value, float) else value
-        if number == number.to_integral_value():
-            return str(int(number))
-        return format(number.normalize(), "f")
-    raise TypeError(
-        f"value_digest supports None, str, bool, int, float and Decimal, not "
-        f"{type(value).__name__}. Convert the value to str first."
-    )
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
-
-
-def create_state_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create a SQLAlchemy engine for the state DB with this store's connection settings.
-
-    SQLite files get WAL, a busy timeout of ``SQLITE_BUSY_TIMEOUT_SECONDS`` and SQLAlchemy
-    control of ``BEGIN``: a connection with the execution option ``cerkl_sync_write`` begins
-    with ``BEGIN IMMEDIATE``, others with ``BEGIN``.
-
-    :param url: SQLAlchemy URL, for example ``sqlite:////var/lib/cerkl/state.db`` or
-        ``postgresql+psycopg2://user@host:5432/cerkl_sync``.
-    :param echo: log every SQL statement (SQLAlchemy ``echo``).
-    :raises StateStoreError: if the URL is invalid, names an in-memory SQLite database or a
-        driver that is not installed.
-    """
-    try:
-        sa_url = make_url(url)
-    except ArgumentError as exc:
-        raise StateStoreError(
-            f"Invalid state DB URL {redact_url(url)!r}: {exc}. Use a SQLAlchemy URL such as "
-            "sqlite:////path/to/state.db or postgresql+psycopg2://user@host:5432/db."
-        ) from None
-
-    if sa_url.drivername == "postgresql":
-        # SQLAlchemy 2.1 defaults to the psycopg 3 driver, but this project ships psycopg2.
-        sa_url = sa_url.set(drivername="postgresql+psycopg2")
-    backend = sa_url.get_backend_name()
-    try:
-        if backend == "sqlite":
-            if sa_url.database in (None, "", ":memory:") or "mode=memory" in str(sa_url):
-                raise StateStoreError(
-                    f"The state DB URL {redact_url(url)!r} names an in-memory SQLite database, "
-                    "which connections do not share. Use a file, for example "
-                    "sqlite:////tmp/cerkl_sync_state.db."
-                )
-            engine = create_engine(
-                sa_url,
-                echo=echo,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
-            )
-            event.listen(engine, "connect", _configure_sqlite_connection)
-            event.listen(engine, "begin", _begin_sqlite_transaction)
-            return engine
-
-        connect_args: dict[str, Any] = {}
-        if backend == "postgresql":
-            connect_args = {
-                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
-                "application_name": "cerkl_sync_state",
-            }
-        return create_engine(sa_url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
-    except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise StateStoreError(
-            f"No database driver for the state DB URL {redact_url(url)!r}: {exc}. Use "
-            "sqlite:// or postgresql+psycopg2://."
-        ) from None
-
-
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # isolation_level None stops the sqlite3 module from issuing BEGIN itself, so that
-    # _begin_sqlite_transaction decides between BEGIN and BEGIN IMMEDIATE.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _begin_sqlite_transaction(connection: Connection) -> None:
-    if connection.get_execution_options().get(_WRITE_OPTION):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        connection.exec_driver_sql("BEGIN")
 
 
 class SyncStateStore:
@@ -358,7 +177,7 @@ class SyncStateStore:
         self._ensure_ready()
         with self._connect() as connection:
             if write:
-                connection.execution_options(**{_WRITE_OPTION: True})
+                connection.execution_options(**{WRITE_OPTION: True})
             with connection.begin():
                 yield connection
 
@@ -429,7 +248,7 @@ class SyncStateStore:
 
         config = self._alembic_config()
         with self._connect() as connection:
-            connection.execution_options(**{_WRITE_OPTION: True})
+            connection.execution_options(**{WRITE_OPTION: True})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             revision = self._current_revision(connection)
@@ -462,7 +281,7 @@ class SyncStateStore:
 
         :param flow: flow name, for example ``contacts_to_cerkl``.
         """
-        _check_flow(flow)
+        check_flow(flow)
         with self._transaction(write=False) as connection:
             return connection.scalar(select(SyncWindow.window_end).where(SyncWindow.flow == flow))
 
@@ -476,8 +295,8 @@ class SyncStateStore:
         :param window_end: aware datetime.
         :raises ValueError: if ``window_end`` is naive.
         """
-        _check_flow(flow)
-        _check_aware(window_end, "window_end")
+        check_flow(flow)
+        check_aware(window_end, "window_end")
         now = self._now()
         table = SyncWindow.__table__
         statement = self._insert(table).values(flow=flow, window_end=window_end, updated_at=now)
@@ -497,7 +316,7 @@ class SyncStateStore:
 
     def get_links_by_contact(self, contact_ids: Iterable[str]) -> dict[str, Link]:
         """Return the links of the given Contacts, keyed by Contact Id. Unlinked ids are absent."""
-        ids = _unique([_check_salesforce_id(value, "contact_id") for value in contact_ids])
+        ids = _unique([check_salesforce_id(value, "contact_id") for value in contact_ids])
         links: dict[str, Link] = {}
         for chunk in _chunks(ids, ID_CHUNK_SIZE):
             with self._transaction(write=False) as connection:
@@ -510,7 +329,7 @@ class SyncStateStore:
 
     def get_links_by_subscriber(self, subscriber_ids: Iterable[int]) -> dict[int, Link]:
         """Return the links of the given subscribers, keyed by subscriber id."""
-        ids = _unique([_check_subscriber_id(value) for value in subscriber_ids])
+        ids = _unique([check_subscriber_id(value) for value in subscriber_ids])
         links: dict[int, Link] = {}
         for chunk in _chunks(ids, ID_CHUNK_SIZE):
             with self._transaction(write=False) as connection:
@@ -535,7 +354,7 @@ class SyncStateStore:
         by_contact: dict[str, Link] = {}
         contact_by_subscriber: dict[int, str] = {}
         for link in links:
-            _check_link(link)
+            check_link(link)
             previous_contact = contact_by_subscriber.get(link.subscriber_id)
             if previous_contact is not None and previous_contact != link.contact_id:
                 del by_contact[previous_contact]
@@ -611,7 +430,7 @@ class SyncStateStore:
 
         :return: the number of links deleted.
         """
-        ids = _unique([_check_salesforce_id(value, "contact_id") for value in contact_ids])
+        ids = _unique([check_salesforce_id(value, "contact_id") for value in contact_ids])
         deleted = 0
         for chunk in _chunks(ids, ID_CHUNK_SIZE):
             with self._transaction(write=True) as connection:
@@ -635,8 +454,8 @@ class SyncStateStore:
         :return: the link ``to_contact_id`` has afterwards, or None if ``from_contact_id`` had
             no link (nothing changes then).
         """
-        _check_salesforce_id(from_contact_id, "from_contact_id")
-        _check_salesforce_id(to_contact_id, "to_contact_id")
+        check_salesforce_id(from_contact_id, "from_contact_id")
+        check_salesforce_id(to_contact_id, "to_contact_id")
         table = ContactLink.__table__
         if from_contact_id == to_contact_id:
             return self.get_links_by_contact([to_contact_id]).get(to_contact_id)
@@ -719,7 +538,7 @@ class SyncStateStore:
         if campaign_ids is None:
             statements.append(select(table))
         else:
-            ids = _unique([_check_salesforce_id(value, "campaign_id") for value in campaign_ids])
+            ids = _unique([check_salesforce_id(value, "campaign_id") for value in campaign_ids])
             statements = [
                 select(table).where(table.c.campaign_id.in_(c)) for c in _chunks(ids, ID_CHUNK_SIZE)
             ]
@@ -737,8 +556,8 @@ class SyncStateStore:
 
     def save_segment_link(self, link: SegmentLink) -> None:
         """Insert or replace the segment link of ``link.campaign_id``."""
-        _check_salesforce_id(link.campaign_id, "campaign_id")
-        _check_positive_int(link.segment_id, "segment_id")
+        check_salesforce_id(link.campaign_id, "campaign_id")
+        check_positive_int(link.segment_id, "segment_id")
         if not isinstance(link.in_scope, bool):
             raise ValueError(f"in_scope must be a bool, got {link.in_scope!r}.")
         table = CampaignSegmentLink.__table__
@@ -783,13 +602,13 @@ class SyncStateStore:
             texts without personal data. Reasons longer than 500 characters are truncated.
         :raises ValueError: for an unknown kind or an empty or too long record type or id.
         """
-        _check_flow(flow)
-        _check_kind(kind)
+        check_flow(flow)
+        check_kind(kind)
         latest: dict[tuple[str, str], str] = {}
         for record_type, record_id, reason in items:
-            _check_text(record_type, "record_type", RECORD_TYPE_MAX_LENGTH)
-            _check_text(record_id, "record_id", RECORD_ID_MAX_LENGTH)
-            latest[(record_type, record_id)] = _truncate_reason(reason)
+            check_text(record_type, "record_type", RECORD_TYPE_MAX_LENGTH)
+            check_text(record_id, "record_id", RECORD_ID_MAX_LENGTH)
+            latest[(record_type, record_id)] = truncate_reason(reason)
         if not latest:
             return
 
@@ -828,10 +647,10 @@ class SyncStateStore:
         table = WorkItemRow.__table__
         statement = select(table).order_by(table.c.id)
         if flow is not None:
-            _check_flow(flow)
+            check_flow(flow)
             statement = statement.where(table.c.flow == flow)
         if kind is not None:
-            _check_kind(kind)
+            check_kind(kind)
             statement = statement.where(table.c.kind == kind)
         with self._transaction(write=False) as connection:
             return [
@@ -854,10 +673,10 @@ class SyncStateStore:
 
         :return: the number of items deleted.
         """
-        _check_flow(flow)
-        _check_text(record_type, "record_type", RECORD_TYPE_MAX_LENGTH)
+        check_flow(flow)
+        check_text(record_type, "record_type", RECORD_TYPE_MAX_LENGTH)
         ids = _unique(
-            [_check_text(value, "record_id", RECORD_ID_MAX_LENGTH) for value in record_ids]
+            [check_text(value, "record_id", RECORD_ID_MAX_LENGTH) for value in record_ids]
         )
         table = WorkItemRow.__table__
         resolved = 0
@@ -919,12 +738,12 @@ class SyncStateStore:
         table = WorkItemRow.__table__
         conditions: list[Any] = []
         if ids is not None:
-            id_list = _unique([_check_positive_int(value, "work item id") for value in ids])
+            id_list = _unique([check_positive_int(value, "work item id") for value in ids])
             if not id_list:
                 return None
             conditions.append(table.c.id.in_(id_list))
         if flow is not None:
-            _check_flow(flow)
+            check_flow(flow)
             conditions.append(table.c.flow == flow)
         if not conditions:
             conditions.append(true())
@@ -946,7 +765,7 @@ class SyncStateStore:
         :raises StateStoreError: if the lock is still held after ``timeout``. The message names
             the holder.
         """
-        _check_text(owner, "owner", LOCK_OWNER_MAX_LENGTH)
+        check_text(owner, "owner", LOCK_OWNER_MAX_LENGTH)
         if timeout < 0:
             raise ValueError(f"timeout must be 0 or more seconds, got {timeout}.")
         self._ensure_ready()
@@ -1093,95 +912,7 @@ class SyncStateStore:
             connection.close()
 
 
-# -- validation and row helpers ---------------------------------------------------------------
-
-
-def _check_flow(flow: object) -> str:
-    if (
-        not isinstance(flow, str)
-        or not _FLOW_PATTERN.fullmatch(flow)
-        or len(flow) > FLOW_MAX_LENGTH
-    ):
-        raise ValueError(
-            f"Invalid flow name {flow!r}: use 1 to {FLOW_MAX_LENGTH} letters, digits, '_', '.', "
-            "':' or '-'."
-        )
-    return flow
-
-
-def _check_kind(kind: object) -> str:
-    if kind not in WORK_ITEM_KINDS:
-        raise ValueError(f"Invalid work item kind {kind!r}: use 'pending' or 'quarantined'.")
-    return str(kind)
-
-
-def _check_salesforce_id(value: object, name: str) -> str:
-    if not isinstance(value, str) or len(value) != SALESFORCE_ID_LENGTH or not value.isalnum():
-        raise ValueError(
-            f"Invalid {name} {value!r}: expected an 18-character Salesforce Id. "
-            "Convert 15-character Ids to the 18-character form."
-        )
-    return value
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {name} {value!r}: expected a positive integer.")
-    return value
-
-
-def _check_subscriber_id(value: object) -> int:
-    return _check_positive_int(value, "subscriber_id")
-
-
-def _check_text(value: object, name: str, max_length: int) -> str:
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise ValueError(f"Invalid {name} {value!r}: expected 1 to {max_length} characters.")
-    return value
-
-
-def _check_aware(value: object, name: str) -> None:
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name} must be a datetime, got {type(value).__name__}.")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name} {value.isoformat()} has no time zone. Pass an aware datetime, for example "
-            "one with tzinfo=UTC."
-        )
-
-
-def _check_link(link: Link) -> None:
-    _check_salesforce_id(link.contact_id, "contact_id")
-    _check_subscriber_id(link.subscriber_id)
-    for name in ("salesforce_seen_at", "cerkl_seen_at"):
-        value = getattr(link, name)
-        if value is not None:
-            _check_aware(value, name)
-    if not isinstance(link.synced_values, dict):
-        raise ValueError(
-            f"synced_values of contact {link.contact_id} must be a dict, got "
-            f"{type(link.synced_values).__name__}."
-        )
-    for field_name, digest in link.synced_values.items():
-        if not isinstance(field_name, str) or not isinstance(digest, str):
-            raise ValueError(
-                f"synced_values of contact {link.contact_id} must map str to str, but field "
-                f"{field_name!r} does not."
-            )
-        if not _DIGEST_PATTERN.fullmatch(digest):
-            # The value is left out of the message because it may be personal data.
-            raise ValueError(
-                f"synced_values[{field_name!r}] of contact {link.contact_id} is not a "
-                "value_digest(). Store the digest of the value, never the value."
-            )
-
-
-def _truncate_reason(reason: object) -> str:
-    if not isinstance(reason, str):
-        raise ValueError(f"reason must be a str, got {type(reason).__name__}.")
-    if len(reason) <= REASON_MAX_LENGTH:
-        return reason
-    return reason[: REASON_MAX_LENGTH - 3] + "..."
+# -- row helpers -------------------------------------------------------------------------------
 
 
 def _kind_after_repeat(stored_kind: Any, new_kind: Any) -> Any:

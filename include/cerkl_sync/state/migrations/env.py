@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, text
 
+from include.cerkl_sync.state.engine import WRITE_OPTION, create_state_engine
 from include.cerkl_sync.state.models import Base
-from include.cerkl_sync.state.store import create_state_engine
 
 # Fixed key of the PostgreSQL advisory lock that serializes concurrent migrations.
 MIGRATION_LOCK_KEY = 7_302_914_556_001
@@ -55,7 +55,7 @@ def run_migrations_online() -> None:
     try:
         with engine.connect() as connection:
             # Writes on SQLite start with BEGIN IMMEDIATE, as in SyncStateStore.migrate.
-            connection.execution_options(cerkl_sync_write=True)
+            connection.execution_options(**{WRITE_OPTION: True})
             _run(connection)
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from include.cerkl_sync.state import Link, SegmentLink, SyncStateStore, value_digest
-from include.cerkl_sync.state.store import REASON_MAX_LENGTH
+from include.cerkl_sync.state.models import REASON_MAX_LENGTH
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
