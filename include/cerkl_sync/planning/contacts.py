@@ -72,6 +72,7 @@ def plan_contacts_to_subscribers(
     """
     plan = FlowPlan(FLOW)
     claimed: set[int] = set()
+    created_emails: set[str] = set()
     creates = 0
     for contact in contacts:
         first_new = len(plan.actions)
@@ -86,6 +87,7 @@ def plan_contacts_to_subscribers(
             unsubscribes_by_email,
             linked_subscriber_ids,
             claimed,
+            created_emails,
             conflict_rule,
             can_create=creates < new_subscriber_cap,
         )
@@ -107,6 +109,7 @@ def _plan_contact(
     unsubscribes_by_email: Mapping[str, Mapping[str, Any]],
     linked_subscriber_ids: set[int],
     claimed: set[int],
+    created_emails: set[str],
     conflict_rule: str,
     *,
     can_create: bool,
@@ -198,9 +201,14 @@ def _plan_contact(
             "EMAIL_UNSUBSCRIBED_IN_CERKL",
         )
         return 0
+    if key in created_emails:
+        # Cerkl keeps one subscriber per email. The next run finds the one created now.
+        plan.pend("Contact", contact_id, "EMAIL_CREATED_FOR_OTHER_CONTACT")
+        return 0
     if not can_create:
         plan.pend("Contact", contact_id, "NEW_SUBSCRIBER_CAP_REACHED")
         return 0
+    created_emails.add(key)
     plan.add(
         "create",
         contact_id=contact_id,
