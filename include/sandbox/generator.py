@@ -67,6 +67,8 @@ CERKL_COLLECTIONS: tuple[str, ...] = (
 )
 
 EMAIL_DOMAINS: tuple[str, ...] = ("example.org", "example.com", "example.net")
+# Which records of a matched pair may carry a case- or space-variant email.
+EMAIL_VARIANT_SIDES: tuple[str, ...] = ("salesforce", "cerkl", "both")
 SUBSCRIBER_ID_START = 100_001
 SEGMENT_ID_START = 501
 SEGMENT_EXTERNAL_ID_PREFIX = "SF_"
@@ -106,6 +108,7 @@ _STREAM_SEGMENT = 8
 _STREAM_MEMBERSHIP = 9
 _STREAM_MEMBER_STATUS = 10
 _STREAM_MANUAL_SEGMENT = 12
+_STREAM_SUBSCRIBER_EMAIL = 13
 
 
 def case_safe_id(id15: str) -> str:
@@ -191,6 +194,7 @@ class OrgSpec:
     unlinked_several_match_share: float = 0.1
     several_match_max: int = 3
     email_variant_share: float = 0.1
+    email_variant_side: str = "both"
 
     missing_first_name_share: float = 0.03
     missing_last_name_share: float = 0.02
@@ -247,6 +251,11 @@ class OrgSpec:
         if self.campaigns and not any(weight > 0 for _, weight in self.campaign_type_weights):
             raise ValueError(
                 "invalid OrgSpec.campaign_type_weights: give at least one type a weight above 0"
+            )
+        if self.email_variant_side not in EMAIL_VARIANT_SIDES:
+            raise ValueError(
+                f"invalid OrgSpec.email_variant_side={self.email_variant_side!r}: expected one "
+                f"of {', '.join(EMAIL_VARIANT_SIDES)}"
             )
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError(
@@ -405,6 +414,7 @@ class GeneratedOrg:
         self.several_match_count = several_match
         self.zero_match_count = unlinked - one_match - several_match
         self.matched_contact_count = linked + one_match + sum(group_sizes)
+        self._matched_subscriber_end = linked + one_match + several_match
         if self.matched_contact_count > spec.contacts:
             raise ValueError(
                 f"invalid OrgSpec: the subscriber shares need {self.matched_contact_count} "
@@ -610,7 +620,8 @@ class GeneratedOrg:
 
         email: str | None = person.email
         if subscriber_slot is not None:
-            if rng.random() < spec.email_variant_share:
+            is_variant = rng.random() < spec.email_variant_share
+            if is_variant and spec.email_variant_side != "cerkl":
                 email = self._email_variant(person.email, rng)
         elif slot >= self.matched_contact_count + self.unsubscribe_contact_count:
             if rng.random() < spec.contact_without_email_share:
@@ -752,9 +763,14 @@ class GeneratedOrg:
             slot = self._subscriber_slot_at[position]
             person = self._person(slot)
             profile = self._subscriber_profile(slot)
+            email = person.email
+            if spec.email_variant_side != "salesforce" and slot < self._matched_subscriber_end:
+                rng = self._record_rng(_STREAM_SUBSCRIBER_EMAIL, slot)
+                if rng.random() < spec.email_variant_share:
+                    email = self._email_variant(person.email, rng)
             yield {
                 "id": SUBSCRIBER_ID_START + position,
-                "email": person.email,
+                "email": email,
                 "first_name": None if profile.without_first_name else person.first_name,
                 "last_name": None if profile.without_last_name else person.last_name,
                 "subscriber_status_id": profile.status_id,
@@ -930,6 +946,12 @@ def add_org_spec_arguments(parser: argparse.ArgumentParser) -> None:
                 option,
                 type=_parse_type_weights,
                 help="Campaign types and their weights, as Type=weight,Type=weight",
+            )
+        elif spec_field.name == "email_variant_side":
+            group.add_argument(
+                option,
+                choices=EMAIL_VARIANT_SIDES,
+                help="records that get variant emails (default both)",
             )
         elif spec_field.name == "segment_campaign_types":
             group.add_argument(

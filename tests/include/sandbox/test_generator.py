@@ -186,7 +186,7 @@ def test_linked_share_links_contacts_to_subscribers():
     assert len({c["Cerkl_Subscriber_Id__c"] for c in linked}) == 50
     for contact in linked:
         subscriber = subscribers[contact["Cerkl_Subscriber_Id__c"]]
-        assert normalized(contact["Email"]) == subscriber["email"]
+        assert normalized(contact["Email"]) == normalized(subscriber["email"])
         assert contact["Engagement_Score__c"] == subscriber["engagement_score"]
 
 
@@ -252,7 +252,7 @@ def test_generate_org_rejects_too_few_contacts():
 
 def test_emails_unique_per_person_on_example_domains():
     org = generate_org(replace(SMALL, unlinked_several_match_share=0.0))
-    subscriber_emails = [s["email"] for s in org.subscribers()]
+    subscriber_emails = [normalized(s["email"]) for s in org.subscribers()]
     contact_emails = [normalized(c["Email"]) for c in org.contacts() if c["Email"]]
     lead_emails = [lead["Email"] for lead in org.leads()]
     unsubscribe_emails = [u["email"] for u in org.unsubscribes()]
@@ -267,7 +267,9 @@ def test_emails_unique_per_person_on_example_domains():
 
 def test_email_variant_share_changes_case_and_spaces():
     plain = generate_org(replace(SMALL, email_variant_share=0.0))
-    variants = generate_org(replace(SMALL, email_variant_share=1.0))
+    variants = generate_org(
+        replace(SMALL, email_variant_share=1.0, email_variant_side="salesforce")
+    )
     subscriber_emails = {s["email"] for s in variants.subscribers()}
     matched_variant_emails = [
         c["Email"]
@@ -277,11 +279,42 @@ def test_email_variant_share_changes_case_and_spaces():
 
     for contact in plain.contacts():
         assert contact["Email"] is None or contact["Email"] == normalized(contact["Email"])
+    for subscriber in plain.subscribers():
+        assert subscriber["email"] == normalized(subscriber["email"])
     assert matched_variant_emails
     for email in matched_variant_emails:
         assert email != normalized(email)
     assert any(email != email.strip() for email in matched_variant_emails)
     assert any(email == email.strip() for email in matched_variant_emails)
+    for email in subscriber_emails:
+        assert email == normalized(email)
+
+
+def test_email_variant_side_cerkl_changes_subscribers():
+    org = generate_org(replace(SMALL, email_variant_share=1.0, email_variant_side="cerkl"))
+    subscribers = list(org.subscribers())
+    by_email = contacts_by_email(org)
+    matched = [s for s in subscribers if normalized(s["email"]) in by_email]
+    unmatched = [s for s in subscribers if normalized(s["email"]) not in by_email]
+
+    assert len(matched) == 200 - org.zero_match_count
+    for subscriber in matched:
+        assert subscriber["email"] != normalized(subscriber["email"])
+    for subscriber in unmatched:
+        assert subscriber["email"] == normalized(subscriber["email"])
+    for contact in org.contacts():
+        assert contact["Email"] is None or contact["Email"] == normalized(contact["Email"])
+
+
+def test_email_variant_side_both_changes_both():
+    org = generate_org(replace(SMALL, email_variant_share=0.5, email_variant_side="both"))
+    contact_variants = [
+        c for c in org.contacts() if c["Email"] and c["Email"] != normalized(c["Email"])
+    ]
+    subscriber_variants = [s for s in org.subscribers() if s["email"] != normalized(s["email"])]
+
+    assert contact_variants
+    assert subscriber_variants
 
 
 def test_contact_without_email_share():
@@ -345,7 +378,7 @@ def test_matched_subscriber_has_same_name():
     by_email = contacts_by_email(org)
 
     for subscriber in org.subscribers():
-        for contact in by_email.get(subscriber["email"], []):
+        for contact in by_email.get(normalized(subscriber["email"]), []):
             assert contact["FirstName"] == subscriber["first_name"]
             assert contact["LastName"] == subscriber["last_name"]
 
@@ -567,6 +600,7 @@ def test_default_now_is_fixed():
         ({"max_interests": 99}, "max_interests=99"),
         ({"now": datetime(2026, 1, 1)}, "aware datetime"),
         ({"campaign_type_weights": (("Board", 0),)}, "campaign_type_weights"),
+        ({"email_variant_side": "left"}, "email_variant_side='left'"),
     ],
 )
 def test_org_spec_rejects_invalid_values(changes, message):
@@ -589,6 +623,8 @@ def test_org_spec_arguments_round_trip():
             "Board=2,Webinar=1",
             "--segment-campaign-types",
             "Board,Committee",
+            "--email-variant-side",
+            "cerkl",
         ]
     )
     spec = org_spec_from_arguments(args)
@@ -599,6 +635,7 @@ def test_org_spec_arguments_round_trip():
     assert spec.now == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert spec.campaign_type_weights == (("Board", 2), ("Webinar", 1))
     assert spec.segment_campaign_types == ("Board", "Committee")
+    assert spec.email_variant_side == "cerkl"
 
 
 def test_org_spec_arguments_reject_bad_weights():
@@ -649,7 +686,7 @@ def test_seed_data_dir_links_match_in_stores(tmp_path):
         row = salesforce.fetch_row("Contact", contact["Id"])
         subscriber = cerkl.get_subscriber(int(contact["Cerkl_Subscriber_Id__c"]))
         assert row["Cerkl_Subscriber_Id__c"] == contact["Cerkl_Subscriber_Id__c"]
-        assert normalized(row["Email"]) == subscriber["email"]
+        assert normalized(row["Email"]) == normalized(subscriber["email"])
     organization = salesforce.fetch_row("Account", ORGANIZATION_ACCOUNT_ID)
     assert organization["Id"] == "001C000001aTtMaIAK"
 
