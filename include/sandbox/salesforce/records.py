@@ -218,9 +218,9 @@ def _check_unique(
         if not field.unique or row.get(field.name) in (None, ""):
             continue
         other = store.connection.execute(
-            f'SELECT Id FROM "{definition.name}" WHERE "{field.name}" = ? AND IsDeleted = 0 '
-            "AND Id != ?",
-            (row[field.name], record_id),
+            f'SELECT Id FROM "{definition.name}" WHERE sf_fold("{field.name}") = ? '
+            "AND IsDeleted = 0 AND Id != ?",
+            (str(row[field.name]).casefold(), record_id),
         ).fetchone()
         if other is not None:
             raise SalesforceApiError(

@@ -42,8 +42,6 @@ class FieldDef:
             return "INTEGER"
         if self.type in NUMBER_TYPES:
             return "REAL"
-        if self.type in TEXT_TYPES:
-            return "TEXT COLLATE SFNOCASE"
         return "TEXT"
 
 

@@ -438,12 +438,13 @@ class _Compiler:
         if kind == "not_":
             return f"(NOT COALESCE({self.condition(node.children[0])}, 0))"
         item = self.resolve(node.children[0])
-        column = f'{item.alias}."{item.field.name}"'
+        column = _comparable(item)
         if kind == "compare":
             return self.compare(item, column, str(node.children[1]), node.children[2])
         if kind in ("in_list", "not_in_list"):
             return self.in_list(item, column, node.children[1], negated=kind == "not_in_list")
         if kind in ("in_subquery", "not_in_subquery"):
+            column = f'{item.alias}."{item.field.name}"'
             return self.semi_join(item, column, node.children[1], negated=kind.startswith("not"))
         if kind == "like":
             return self.like(item, node.children[1])
@@ -467,7 +468,7 @@ class _Compiler:
                         400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {text}"
                     )
                 return normalized
-            return text
+            return text.casefold()
         if field_type == "boolean":
             if kind not in ("TRUE", "FALSE"):
                 raise _type_mismatch(field_def, "boolean", "should not be enclosed in quotes")
@@ -575,7 +576,7 @@ class _Compiler:
                     direction = str(token).upper()
                 else:
                     nulls = "LAST" if str(token).upper().endswith("LAST") else "FIRST"
-            term = f'{item.alias}."{item.field.name}" {direction}'
+            term = f"{_comparable(item)} {direction}"
             # SQLite sorts nulls first ascending and last descending, as SOQL does by default.
             default_nulls = "FIRST" if direction == "ASC" else "LAST"
             if nulls is not None and nulls != default_nulls:
@@ -593,6 +594,16 @@ class _Compiler:
         if not text.isdigit():
             raise malformed_query(f"{keyword} must be a non-negative whole number, not {text}")
         return int(text)
+
+
+def _comparable(item: SelectedField) -> str:
+    """Return the SQL expression that compares and sorts a field as SOQL does.
+
+    Text fields compare case-insensitively, so they go through ``sf_fold`` (and literals
+    are casefolded to match); the store's Email and external Id indexes are built on it.
+    """
+    column = f'{item.alias}."{item.field.name}"'
+    return f"sf_fold({column})" if item.field.is_text else column
 
 
 def _type_mismatch(field_def: FieldDef, expected: str, hint: str) -> SalesforceApiError:

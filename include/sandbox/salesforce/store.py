@@ -1,9 +1,11 @@
 """SQLite store of the Salesforce sandbox: one table per sObject plus sessions, jobs and settings.
 
 Datetimes are stored as text in Salesforce's output form, ``2024-01-02T03:04:05.000+0000``,
-always in UTC, so text order is time order and query results need no conversion. Text fields
-use the ``SFNOCASE`` collation (Unicode case folding), so ``=``, ``IN``, ``ORDER BY`` and the
-unique indexes ignore letter case as Salesforce does.
+always in UTC, so text order is time order and query results need no conversion. Text is
+stored as given; the SQL function ``sf_fold`` (Unicode case folding) serves case-insensitive
+comparison, and the Email and external Id indexes are built on ``sf_fold(column)`` so that
+such lookups use them. Every connection to the file must register ``sf_fold`` (see
+:func:`register_functions`) before it writes to an indexed table.
 """
 
 from __future__ import annotations
@@ -52,12 +54,15 @@ def fold_case(value: str) -> str:
     return value.casefold()
 
 
-def _collate_nocase(left: str, right: str) -> int:
-    left_folded = left.casefold()
-    right_folded = right.casefold()
-    if left_folded == right_folded:
-        return 0
-    return -1 if left_folded < right_folded else 1
+def sql_fold(value: Any) -> Any:
+    """SQLite function ``sf_fold``: casefold text, pass other values through."""
+    return value.casefold() if isinstance(value, str) else value
+
+
+def register_functions(connection: sqlite3.Connection) -> None:
+    """Register ``sf_fold`` and ``sf_like``, which the store's indexes and queries use."""
+    connection.create_function("sf_fold", 1, sql_fold, deterministic=True)
+    connection.create_function("sf_like", 2, sql_like, deterministic=True)
 
 
 def format_datetime(value: datetime) -> str:
@@ -65,7 +70,10 @@ def format_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}+0000"
+    )
 
 
 def parse_datetime(text: str) -> datetime:
@@ -113,8 +121,7 @@ class SalesforceStore:
         self.clock = clock
         self.lock = threading.RLock()
         self.connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.connection.create_collation("SFNOCASE", _collate_nocase)
-        self.connection.create_function("sf_like", 2, sql_like, deterministic=True)
+        register_functions(self.connection)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA foreign_keys=OFF")
@@ -138,14 +145,20 @@ class SalesforceStore:
                     f'CREATE INDEX IF NOT EXISTS "{definition.name}_SystemModstamp" '
                     f'ON "{definition.name}" (SystemModstamp)'
                 )
+                # Serves query (IsDeleted = 0) ordered by SystemModstamp, and its row count
+                # without reading the table.
+                self.connection.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{definition.name}_IsDeleted_SystemModstamp" '
+                    f'ON "{definition.name}" (IsDeleted, SystemModstamp)'
+                )
             statements = [
-                "CREATE INDEX IF NOT EXISTS Contact_Email ON Contact (Email)",
-                "CREATE INDEX IF NOT EXISTS Lead_Email ON Lead (Email)",
+                "CREATE INDEX IF NOT EXISTS Contact_Email ON Contact (sf_fold(Email))",
+                "CREATE INDEX IF NOT EXISTS Lead_Email ON Lead (sf_fold(Email))",
                 "CREATE INDEX IF NOT EXISTS Contact_AccountId ON Contact (AccountId)",
                 "CREATE INDEX IF NOT EXISTS Contact_Cerkl_Subscriber_Id "
-                "ON Contact (Cerkl_Subscriber_Id__c)",
+                "ON Contact (sf_fold(Cerkl_Subscriber_Id__c))",
                 "CREATE UNIQUE INDEX IF NOT EXISTS Contact_Cerkl_Subscriber_Id_unique "
-                "ON Contact (Cerkl_Subscriber_Id__c) "
+                "ON Contact (sf_fold(Cerkl_Subscriber_Id__c)) "
                 "WHERE Cerkl_Subscriber_Id__c IS NOT NULL AND IsDeleted = 0",
                 "CREATE INDEX IF NOT EXISTS CampaignMember_CampaignId "
                 "ON CampaignMember (CampaignId)",
@@ -205,14 +218,18 @@ class SalesforceStore:
         now = format_datetime(self.clock())
         rows: list[tuple[Any, ...]] = []
         ids: list[str] = []
+        prepared = [self._seed_row(definition, record, now) for record in records]
         with self.lock:
-            for record in records:
-                row = self._seed_row(definition, record, now)
-                sequence = self._next_sequence(definition.key_prefix) if row["Id"] is None else 0
+            missing = sum(1 for row in prepared if row["Id"] is None)
+            sequence = self._next_sequence(definition.key_prefix, missing) if missing else 0
+            for row in prepared:
+                row_sequence = 0
                 if row["Id"] is None:
+                    row_sequence = sequence
                     row["Id"] = make_id(definition.key_prefix, sequence)
+                    sequence += 1
                 ids.append(row["Id"])
-                rows.append((*(row[name] for name in names), sequence))
+                rows.append((*(row[name] for name in names), row_sequence))
             self.connection.execute("BEGIN")
             try:
                 self.connection.executemany(
@@ -350,10 +367,17 @@ class SalesforceStore:
                 f"Provided external ID field does not exist or is not accessible: {field_name}",
             )
         with self.lock:
-            rows = self.connection.execute(
-                f'SELECT Id FROM "{definition.name}" WHERE "{field.name}" = ? AND IsDeleted = 0',
-                (value,),
-            ).fetchall()
+            if field.is_text:
+                rows = self.connection.execute(
+                    f'SELECT Id FROM "{definition.name}" '
+                    f'WHERE sf_fold("{field.name}") = ? AND IsDeleted = 0',
+                    (value.casefold(),),
+                ).fetchall()
+            else:
+                rows = self.connection.execute(
+                    f'SELECT Id FROM "{definition.name}" WHERE Id = ? AND IsDeleted = 0',
+                    (normalize_id(value),),
+                ).fetchall()
         return [row[0] for row in rows]
 
     # Settings kept in the database so that they survive a restart
