@@ -67,7 +67,7 @@ CERKL_COLLECTIONS: tuple[str, ...] = (
 )
 
 EMAIL_DOMAINS: tuple[str, ...] = ("example.org", "example.com", "example.net")
-# Which records of a matched pair may carry a case- or space-variant email.
+# Sides of a matched pair whose records may carry a case- or space-variant email.
 EMAIL_VARIANT_SIDES: tuple[str, ...] = ("salesforce", "cerkl", "both")
 SUBSCRIBER_ID_START = 100_001
 SEGMENT_ID_START = 501
@@ -91,8 +91,8 @@ _KEY_PREFIXES = {
     "Campaign": "701",
     "CampaignMember": "00v",
 }
-# Generated Ids put "0G" where Salesforce puts the instance identifier, so they never collide
-# with Ids that a store assigns itself or with the organization Account.
+# Generated Ids put "0G" where Salesforce puts the instance identifier, so they differ from
+# the organization Account and from the Ids the sandbox store assigns (instance "8d").
 _GENERATED_ID_POD = "0G"
 _YEAR_SECONDS = 365 * 24 * 3600
 
@@ -285,7 +285,7 @@ class _NamePools:
 
 @cache
 def _build_name_pools(seed: int) -> _NamePools:
-    """Draw names, companies and phrases from Faker locales once per seed (about 0.5 s)."""
+    """Draw names, companies and phrases from Faker locales, once per seed and process."""
     from faker import Faker
 
     def make_faker(locale: str) -> Faker:
@@ -894,7 +894,7 @@ def generate_org(spec: OrgSpec | None = None) -> GeneratedOrg:
 
     :param spec: the parameters; None means the defaults of :class:`OrgSpec`.
     :return: the org, whose iterators yield the same records on every call.
-    :raises ValueError: when the spec asks for more matched Contacts than ``contacts``.
+    :raises ValueError: when the spec needs more matched Contacts than ``contacts``.
     """
     return GeneratedOrg(spec or OrgSpec())
 
@@ -926,45 +926,78 @@ def _parse_now(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Help text of each generator option; the default is appended.
+_OPTION_HELP: dict[str, str] = {
+    "seed": "seed of every random choice",
+    "now": "reference time, ISO 8601; records are created in the year before it",
+    "contacts": "number of Contacts",
+    "subscribers": "number of Cerkl subscribers",
+    "accounts": "number of Accounts besides the organization Account",
+    "leads": "number of Leads",
+    "campaigns": "number of Campaigns",
+    "linked_share": "share of subscribers already linked to a Contact",
+    "unlinked_one_match_share": "share of unlinked subscribers whose email matches one Contact",
+    "unlinked_several_match_share": (
+        "share of unlinked subscribers whose email matches several Contacts"
+    ),
+    "several_match_max": "maximum number of Contacts sharing one several-match email",
+    "email_variant_share": "share of matched records whose email differs in case or spaces",
+    "email_variant_side": "records that get variant emails",
+    "missing_first_name_share": "share of people without a first name",
+    "missing_last_name_share": "share of subscribers without a last name",
+    "non_ascii_name_share": "share of people with accented, decomposed, CJK or RTL names",
+    "contact_without_email_share": "share of unmatched Contacts without an email",
+    "contact_without_account_share": "share of Contacts without an Account",
+    "opted_out_share": "share of Contacts and Leads with HasOptedOutOfEmail",
+    "self_unsubscribes": "number of unsubscribes by the person",
+    "admin_unsubscribes": "number of unsubscribes by an admin",
+    "unsubscribe_contact_share": "share of unsubscribes whose email belongs to a Contact",
+    "unsubscribe_flagged_share": "share of those Contacts with Cerkl_Unsubscribe__c set",
+    "max_interests": "maximum number of ranked interests per subscriber",
+    "campaign_type_weights": "Campaign types and their weights, as Type=weight,Type=weight",
+    "segment_campaign_types": "comma-separated Campaign types that have Cerkl segments",
+    "campaign_members_min": "minimum number of members per Campaign",
+    "campaign_members_max": "maximum number of members per Campaign",
+    "lead_member_share": "share of Campaign members that are Leads",
+    "synced_campaign_share": "share of segment-type Campaigns that already have a segment",
+    "manual_segments": "number of segments without a Campaign",
+}
+
+
+def _default_text(spec_field: dataclasses.Field[Any]) -> str:
+    if spec_field.name == "now":
+        return DEFAULT_NOW.isoformat()
+    if spec_field.name == "campaign_type_weights":
+        return ",".join(f"{name}={weight}" for name, weight in DEFAULT_CAMPAIGN_TYPE_WEIGHTS)
+    if spec_field.name == "segment_campaign_types":
+        return ",".join(DEFAULT_SEGMENT_CAMPAIGN_TYPES)
+    return str(spec_field.default)
+
+
 def add_org_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--option`` per :class:`OrgSpec` field, named after the field.
 
     Underscores become dashes (``--linked-share``). Every option defaults to None, meaning
-    the field's own default; :func:`org_spec_from_arguments` builds the spec.
+    the field's own default, and :func:`org_spec_from_arguments` builds the spec.
 
-    :param parser: the parser or argument group to extend.
+    :param parser: the parser to extend; the options go into their own argument group.
     """
-    group = parser.add_argument_group("generated org (defaults in docs/sandbox-data.md)")
+    group = parser.add_argument_group("generated org (see docs/sandbox-data.md)")
     for spec_field in dataclasses.fields(OrgSpec):
         option = "--" + spec_field.name.replace("_", "-")
+        help_text = f"{_OPTION_HELP[spec_field.name]} (default {_default_text(spec_field)})"
         if spec_field.name == "now":
-            group.add_argument(
-                option, type=_parse_now, help="reference time, ISO 8601 (default 2026-01-01Z)"
-            )
+            group.add_argument(option, type=_parse_now, help=help_text)
         elif spec_field.name == "campaign_type_weights":
-            group.add_argument(
-                option,
-                type=_parse_type_weights,
-                help="Campaign types and their weights, as Type=weight,Type=weight",
-            )
-        elif spec_field.name == "email_variant_side":
-            group.add_argument(
-                option,
-                choices=EMAIL_VARIANT_SIDES,
-                help="records that get variant emails (default both)",
-            )
+            group.add_argument(option, type=_parse_type_weights, help=help_text)
         elif spec_field.name == "segment_campaign_types":
-            group.add_argument(
-                option,
-                type=_parse_names,
-                help="comma-separated Campaign types whose Campaigns have segments",
-            )
+            group.add_argument(option, type=_parse_names, help=help_text)
+        elif spec_field.name == "email_variant_side":
+            group.add_argument(option, choices=EMAIL_VARIANT_SIDES, help=help_text)
         elif spec_field.type == "float":
-            group.add_argument(
-                option, type=float, help=f"share from 0 to 1 (default {spec_field.default})"
-            )
+            group.add_argument(option, type=float, help=help_text)
         else:
-            group.add_argument(option, type=int, help=f"count (default {spec_field.default})")
+            group.add_argument(option, type=int, help=help_text)
 
 
 def org_spec_from_arguments(args: argparse.Namespace) -> OrgSpec:
