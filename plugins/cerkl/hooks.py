@@ -672,35 +672,58 @@ class CerklHook(HttpHook):
         :raises ValueError: when a record is not a mapping with an email address.
         :raises CerklApiError: when Cerkl rejects a whole batch.
         :raises CerklRetryError: when a batch outlasts the retry budget.
+
+        When a batch fails, the batches before it are already created. The raised
+        exception then has a ``partial_results`` attribute with the results of the records
+        before the failing batch, in input order.
         """
         prepared = [
             self._new_subscriber_body(record, index) for index, record in enumerate(records)
         ]
+        emails = [record["email"] for record in records]
         results: list[SubscriberCreateResult] = []
         batch_size = self.settings.create_batch_size
         for start in range(0, len(prepared), batch_size):
             batch = prepared[start : start + batch_size]
-            history = _RequestHistory()
             try:
-                answers = _records(self._request("POST", "subscriber", data=batch, history=history))
-            except CerklApiError as exc:
-                if len(batch) != 1 or exc.status not in _RECORD_ERROR_STATUSES:
-                    raise
-                answers = [{"error": {"code": exc.code, "message": exc.message}}]
-            if len(answers) != len(batch):
-                raise CerklError(
-                    f"Cerkl answered {len(answers)} results to a create of {len(batch)} "
-                    "subscribers; expected one result per subscriber in request order."
+                results.extend(self._create_batch(batch, emails[start : start + batch_size]))
+            except CerklError as exc:
+                exc.partial_results = list(results)
+                log.error(
+                    "Create of subscribers %d to %d of %d failed; %d results before it kept on "
+                    "the exception",
+                    start,
+                    start + len(batch) - 1,
+                    len(prepared),
+                    len(results),
                 )
-            for offset, answer in enumerate(answers):
-                email = records[start + offset]["email"]
-                results.append(self._create_result(answer, email, history))
+                raise
 
         failed = sum(1 for result in results if not result.ok)
         log.info(
             "Created %d of %d subscribers; %d rejected", len(results) - failed, len(results), failed
         )
         return results
+
+    def _create_batch(
+        self, batch: list[dict[str, Any]], emails: list[str]
+    ) -> list[SubscriberCreateResult]:
+        history = _RequestHistory()
+        try:
+            answers = _records(self._request("POST", "subscriber", data=batch, history=history))
+        except CerklApiError as exc:
+            if len(batch) != 1 or exc.status not in _RECORD_ERROR_STATUSES:
+                raise
+            answers = [{"error": {"code": exc.code, "message": exc.message}}]
+        if len(answers) != len(batch):
+            raise CerklError(
+                f"Cerkl answered {len(answers)} results to a create of {len(batch)} "
+                "subscribers; expected one result per subscriber in request order."
+            )
+        return [
+            self._create_result(answer, email, history)
+            for answer, email in zip(answers, emails, strict=True)
+        ]
 
     def _new_subscriber_body(self, record: Any, index: int) -> dict[str, Any]:
         if not isinstance(record, Mapping):

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from cerkl.exceptions import CerklConfigError, CerklConflictError, CerklNotFoundError
+from cerkl.exceptions import (
+    CerklConfigError,
+    CerklConflictError,
+    CerklNotFoundError,
+    CerklRetryError,
+)
 from cerkl.hooks import CerklHook
 
 from tests.plugins.cerkl.conftest import set_connection, subscriber
@@ -172,6 +177,29 @@ def test_create_subscribers_duplicate_after_retry_is_found(hook, cerkl_controls)
     assert results[1].ok is True
     assert results[1].found_after_retry is False
     assert hook.api_calls["POST subscriber"] == 2
+
+
+def test_create_subscribers_failed_batch_keeps_partial_results(make_hook, cerkl_controls):
+    hook = make_hook(extras={"create_batch_size": 2, "max_attempts": 2})
+    added: list[int] = []
+
+    def fail_later_batches(response, **_):
+        if response.request.method == "POST" and response.request.path_url == "/v3/subscriber":
+            if not added:
+                added.append(cerkl_controls.add_fault(path="^/v3/subscriber$", method="POST"))
+
+    hook.get_conn().hooks["response"].append(fail_later_batches)
+    records = [{"email": f"part{i}@example.com", "first_name": "P"} for i in range(5)]
+
+    with pytest.raises(CerklRetryError) as info:
+        hook.create_subscribers(records)
+
+    partial = info.value.partial_results
+    assert [result.subscriber["email"] for result in partial] == [
+        "part0@example.com",
+        "part1@example.com",
+    ]
+    assert hook.api_calls["POST subscriber"] == 3
 
 
 def test_get_subscriber_returns_record(hook, cerkl_controls):
