@@ -213,7 +213,7 @@ def test_advance_requires_seconds(cerkl_controls: SandboxControlClient) -> None:
 def test_latency_delays_api_not_controls(
     cerkl_api: CerklApi, cerkl_controls: SandboxControlClient
 ) -> None:
-    cerkl_controls.set_latency(fixed_ms=300, jitter_ms=50)
+    cerkl_controls.set_latency(fixed_ms=500, jitter_ms=50)
 
     started = time.monotonic()
     cerkl_api.call("GET", "subscriber")
@@ -222,20 +222,20 @@ def test_latency_delays_api_not_controls(
     cerkl_controls.counters()
     control_seconds = time.monotonic() - started
 
-    assert 0.3 <= api_seconds < 1.5
-    assert control_seconds < 0.3
+    assert 0.5 <= api_seconds < 2.5
+    assert control_seconds < 0.5
 
 
 def test_latency_zero_turns_it_off(
     cerkl_api: CerklApi, cerkl_controls: SandboxControlClient
 ) -> None:
-    cerkl_controls.set_latency(fixed_ms=400)
+    cerkl_controls.set_latency(fixed_ms=1000)
     cerkl_controls.set_latency(0, 0)
 
     started = time.monotonic()
     cerkl_api.call("GET", "subscriber")
 
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 1.0
 
 
 def test_rate_limit_answers_429_with_retry_after(
@@ -343,7 +343,7 @@ def test_fault_timeout_raises_read_timeout(
     recovered = cerkl_api.call("GET", "subscriber")
 
     assert recovered.status_code == 200
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
 
 
 def test_fault_timeout_answers_504_after_delay(
