@@ -57,8 +57,9 @@ class SegmentLink:
 
 @dataclass
 class WorkItem:
-    """An open work item: a record that the next run retries (``pending``) or that waits for
-    an operator (``quarantined``). ``attempts`` counts the runs that added it."""
+    """An open work item: a record that failed for a passing cause (``pending``) or that a run
+    rejected (``quarantined``). ``attempts`` counts the adds since the item opened or was
+    requeued. Which kinds a run retries is up to the flow. The store only keeps the state."""
 
     id: int
     flow: str

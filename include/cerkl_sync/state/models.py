@@ -110,8 +110,8 @@ class CampaignSegmentLink(Base):
 
 
 class WorkItemRow(Base):
-    """One open work item: a record that a later run retries (pending) or that waits for an
-    operator (quarantined).
+    """One open work item: a record that failed for a passing cause (pending) or that a run
+    rejected (quarantined).
 
     A record has at most one open item per flow, so ``kind`` is not part of the unique key.
     """
