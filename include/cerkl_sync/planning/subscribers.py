@@ -56,7 +56,11 @@ def match_subscribers_to_contacts(
             "key": [normalize_email(c.get("email")) for c in contacts],
             "first": [normalize_name(c.get("first_name")) for c in contacts],
             "last": [normalize_name(c.get("last_name")) for c in contacts],
-            "created": pd.to_datetime([c.get("created") for c in contacts], utc=True),
+            # ISO8601 parses each value on its own, so a fraction of a second in some values
+            # and not in others is fine.
+            "created": pd.to_datetime(
+                [c.get("created") for c in contacts], utc=True, format="ISO8601"
+            ),
         }
     ).dropna(subset=["key"])
     merged = subs.dropna(subset=["key"]).merge(cands, on="key", how="inner")
@@ -176,9 +180,10 @@ def plan_new_subscriber_links(
                     }
                 )
             continue
+        last_name = (subscriber.get("last_name") or "").strip() or None
         contact = {
             "first_name": subscriber.get("first_name"),
-            "last_name": subscriber.get("last_name") or missing_last_name,
+            "last_name": last_name or missing_last_name,
             "email": subscriber["email"].strip(),
             "account_id": account_id,
         }
@@ -188,6 +193,6 @@ def plan_new_subscriber_links(
             contact=contact,
             synced_values=digests,
             cerkl_seen_at=subscriber.get("modified"),
-            last_name_fallback=subscriber.get("last_name") is None,
+            last_name_fallback=last_name is None,
         )
     return plan
