@@ -728,16 +728,24 @@ class GeneratedOrg:
         return contacts, leads
 
     def campaign_members(self) -> Iterator[dict[str, Any]]:
-        """Yield the CampaignMembers of every Campaign, Contacts first, then Leads."""
+        """Yield the CampaignMembers of every Campaign, Contacts first, then Leads.
+
+        Members are created after their Campaign and modified between then and ``now``.
+        """
         sequence = 0
         for index in range(len(self._campaign_types)):
-            campaign_id = generated_id("Campaign", index)
+            campaign = self._campaign(index)
+            campaign_id = campaign["Id"]
             contacts, leads = self._campaign_membership(index)
             rng = self._record_rng(_STREAM_MEMBER_STATUS, index)
             members = [("ContactId", generated_id("Contact", p)) for p in contacts]
             members += [("LeadId", generated_id("Lead", i)) for i in leads]
+            campaign_age = int((self.now - campaign["CreatedDate"]).total_seconds())
             for reference_field, person_id in members:
-                created, modified = self._timestamps(rng)
+                created_seconds = rng.randrange(campaign_age + 1)
+                modified_seconds = rng.randrange(created_seconds + 1)
+                created = self.now - timedelta(seconds=created_seconds)
+                modified = self.now - timedelta(seconds=modified_seconds)
                 yield {
                     "Id": generated_id("CampaignMember", sequence),
                     "CampaignId": campaign_id,

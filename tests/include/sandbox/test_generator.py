@@ -579,6 +579,16 @@ def test_timestamps_within_year_before_now():
         assert subscriber["date_created_utc"] <= subscriber["date_modified_utc"] <= now
 
 
+def test_campaign_members_created_after_campaign():
+    org = generate_org(SMALL)
+    campaigns = {c["Id"]: c for c in org.campaigns()}
+
+    for member in org.campaign_members():
+        campaign = campaigns[member["CampaignId"]]
+        assert campaign["CreatedDate"] <= member["CreatedDate"] <= member["LastModifiedDate"]
+        assert member["SystemModstamp"] <= DEFAULT_NOW
+
+
 def test_default_now_is_fixed():
     contacts = list(generate_org(SMALL).contacts())
 
