@@ -269,7 +269,9 @@ class RestSession:
             except _TransientResponse as exc:
                 raise self._final_transient_error(policy, endpoint, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise self._final_transport_error(policy, endpoint, exc) from exc
+                # The requests exception can quote the URL with its SOQL query string, so it
+                # is not chained.
+                raise self._final_transport_error(policy, endpoint, exc) from None
 
     def _send_once(
         self,

@@ -768,6 +768,25 @@ def test_read_dropped_connection_is_retried(
     assert client.api_calls == sandbox_counts(salesforce_controls)
 
 
+def test_read_without_response_hides_query(
+    make_client: Callable[..., SalesforceClient], salesforce_controls: SandboxControlClient
+) -> None:
+    client = make_client(max_attempts=2)
+    salesforce_controls.add_fault(path="/query$", method="GET", action="drop")
+    template = "SELECT Id FROM Contact WHERE Email IN {values}"
+
+    with pytest.raises(SalesforceRequestError) as raised:
+        list(client.query_in_batches(template, ["hidden.person@example.com"]))
+
+    # requests can quote the URL, query string included, in its exception message, so the
+    # client's error must not chain it: a traceback would print it.
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+    assert "hidden.person" not in str(raised.value)
+    assert raised.value.status is None
+    assert client.api_calls[QUERY] == 2
+
+
 def test_rate_limited_read_waits_retry_after(
     client: SalesforceClient, salesforce_controls: SandboxControlClient, sleeps: Sleeps
 ) -> None:
