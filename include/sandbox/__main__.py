@@ -195,7 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Bad input files, a bad generator option or a server that did not start: the
+        # message names the value, so a traceback would add nothing.
+        logger.debug("sandbox %s failed", args.command, exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.sandbox.__main__ import data_dir_is_empty
+from include.sandbox.__main__ import data_dir_is_empty, main
 from include.sandbox.cerkl.store import CerklStore
 from include.sandbox.runner import REPOSITORY_ROOT, SandboxStartError, start_sandbox
 
@@ -119,3 +119,44 @@ def test_serve_seeds_prints_urls_and_stops(tmp_path: Path) -> None:
     assert len(subscribers) == 10
     assert process.returncode == 0
     assert "Sandbox stopped." in rest
+
+
+def test_load_command_reads_csv_into_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "Contacts.csv"
+    export.write_text(
+        "Id,FirstName,LastName,npe01__HomeEmail__c\n003000000000001,Ann,Lee,ann.lee@example.org\n",
+        encoding="utf-8",
+    )
+
+    code = main(
+        [
+            "load",
+            "--data-dir",
+            str(tmp_path / "data"),
+            str(export),
+            "--map",
+            "Email=npe01__HomeEmail__c",
+        ]
+    )
+
+    assert code == 0
+    assert "'Contact': 1" in capsys.readouterr().out
+    assert data_dir_is_empty(tmp_path / "data") is False
+
+
+def test_load_command_reports_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "Nope.csv"
+
+    code = main(["load", "--data-dir", str(tmp_path / "data"), str(missing)])
+
+    assert code == 2
+    assert "Nope.csv" in capsys.readouterr().err
+
+
+def test_load_command_rejects_bad_map(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="ProductField=ExportColumn"):
+        main(["load", "--data-dir", str(tmp_path), "x.csv", "--map", "Email"])
