@@ -41,9 +41,10 @@ def create_state_engine(url: str, *, echo: bool = False) -> Engine:
     """
     try:
         sa_url = make_url(url)
-    except ArgumentError as exc:
+    except ArgumentError:
+        # The URL is left out of the message because it may contain a password.
         raise StateStoreError(
-            f"Invalid state DB URL {redact_url(url)!r}: {exc}. Use a SQLAlchemy URL such as "
+            "Invalid state DB URL: SQLAlchemy cannot parse it. Use a SQLAlchemy URL such as "
             "sqlite:////path/to/state.db or postgresql+psycopg2://user@host:5432/db."
         ) from None
 

@@ -127,14 +127,17 @@ def test_check_unreachable_sqlite_path(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("not a url", "Invalid state DB URL"),
+        ("postgres ql://user:hunter2@host/db", "Invalid state DB URL"),
         ("sqlite://", "in-memory"),
         ("sqlite:///:memory:", "in-memory"),
         ("nosuchdb+driver://host/db", "No database driver"),
     ],
 )
 def test_store_rejects_bad_url(url: str, message: str) -> None:
-    with pytest.raises(StateStoreError, match=message):
+    with pytest.raises(StateStoreError, match=message) as raised:
         SyncStateStore(url)
+
+    assert "hunter2" not in str(raised.value)
 
 
 def test_repr_hides_password() -> None:
