@@ -250,9 +250,9 @@ class CerklSandbox:
         raw = await request.body()
         try:
             body = json.loads(raw) if raw.strip() else None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for non-UTF-8 bytes
             raise CerklApiError(
-                400, "INVALID_JSON", f"The request body is not valid JSON: {exc.msg}."
+                400, "INVALID_JSON", "The request body is not valid UTF-8 JSON."
             ) from exc
         template = body.get("template") if isinstance(body, dict) else None
         if not isinstance(template, dict) or not isinstance(template.get("data"), list):
@@ -278,7 +278,7 @@ class CerklSandbox:
             raise CerklApiError(
                 400,
                 "INVALID_TEMPLATE",
-                f"template.data must hold exactly one object on this endpoint, not {len(data)}.",
+                f"template.data must contain exactly one object on this endpoint, not {len(data)}.",
             )
         return data[0]
 

@@ -36,10 +36,11 @@ def test_write_rejects_bad_envelope(cerkl_api: CerklApi, body: object, expected_
     assert error_code(response) == expected_code
 
 
-def test_write_rejects_invalid_json(cerkl_api: CerklApi) -> None:
+@pytest.mark.parametrize("raw_body", [b"{not json", b'{"template": "\xff\xfe"}'])
+def test_write_rejects_invalid_json(cerkl_api: CerklApi, raw_body: bytes) -> None:
     response = cerkl_api.session.post(
         f"{cerkl_api.base_url}/segment",
-        data=b"{not json",
+        data=raw_body,
         headers={"Authorization": f"Bearer {cerkl_api.token}"},
         timeout=10,
     )
