@@ -43,6 +43,7 @@ from include.cerkl_sync.salesforce_io.rest import (
 )
 from include.cerkl_sync.salesforce_io.soql import (
     MAX_REQUEST_URI_BYTES,
+    check_string_value,
     pack_in_statements,
     split_template,
 )
@@ -225,7 +226,8 @@ class SalesforceClient:
         :raises SalesforceSyncError: when a request fails.
         """
         split_template(soql_template)
-        unique = list(dict.fromkeys(values))
+        checked = [check_string_value(position, value) for position, value in enumerate(values)]
+        unique = list(dict.fromkeys(checked))
         return self._iter_batched(soql_template, unique, include_deleted)
 
     def _iter_batched(

@@ -22,6 +22,24 @@ def encoded_length(text: str) -> int:
     return len(quote_plus(text, safe=""))
 
 
+def check_string_value(position: int, value: object) -> str:
+    """Return ``value`` when it can be a SOQL string literal, else raise ValueError.
+
+    The message gives the value's position and never the value.
+    """
+    if not isinstance(value, str):
+        raise ValueError(
+            f"value at position {position} is a {type(value).__name__}, not a string: "
+            "pass the values as strings"
+        )
+    if len(value) > MAX_WHERE_STRING_CHARS:
+        raise ValueError(
+            f"value at position {position} has {len(value)} characters, and SOQL allows "
+            f"at most {MAX_WHERE_STRING_CHARS} in a string literal: drop or shorten it"
+        )
+    return value
+
+
 def split_template(soql_template: str) -> tuple[str, str]:
     """Split a template at its one ``{values}`` placeholder.
 
@@ -74,17 +92,7 @@ def pack_in_statements(
     used_bytes = fixed_bytes
     used_chars = fixed_chars
     for position, value in enumerate(values):
-        if not isinstance(value, str):
-            raise ValueError(
-                f"value at position {position} is a {type(value).__name__}, not a string: "
-                "pass the values as strings"
-            )
-        if len(value) > MAX_WHERE_STRING_CHARS:
-            raise ValueError(
-                f"value at position {position} has {len(value)} characters, and SOQL allows "
-                f"at most {MAX_WHERE_STRING_CHARS} in a string literal: drop or shorten it"
-            )
-        literal = quote_soql_value(value)
+        literal = quote_soql_value(check_string_value(position, value))
         literal_bytes = encoded_length(literal)
         if fixed_bytes + literal_bytes > max_uri_bytes or fixed_chars + len(literal) > (
             max_statement_chars

@@ -306,12 +306,21 @@ def test_query_in_batches_empty_values_makes_no_call(client: SalesforceClient) -
     assert client.api_calls == Counter()
 
 
+def test_query_in_batches_rejects_non_string_value(client: SalesforceClient) -> None:
+    template = "SELECT Id FROM Contact WHERE Email IN {values}"
+
+    with pytest.raises(ValueError, match="position 1 is a NoneType"):
+        client.query_in_batches(template, ["a@example.com", None])  # type: ignore[list-item]
+
+    assert client.api_calls == Counter()
+
+
 def test_query_in_batches_rejects_overlong_value_without_echoing(client: SalesforceClient) -> None:
     secret = "x" * 4001 + "@example.com"
-    pages = client.query_in_batches("SELECT Id FROM Contact WHERE Email IN {values}", [secret])
+    template = "SELECT Id FROM Contact WHERE Email IN {values}"
 
-    with pytest.raises(ValueError, match="position 0") as raised:
-        list(pages)
+    with pytest.raises(ValueError, match="position 2 has 4013 characters") as raised:
+        client.query_in_batches(template, ["a@example.com", "a@example.com", secret])
 
     assert secret not in str(raised.value)
 
