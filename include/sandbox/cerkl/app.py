@@ -228,6 +228,9 @@ class CerklSandbox:
                 if exc.status == 401:
                     response.headers["WWW-Authenticate"] = "Bearer"
                 return response
+            except OverflowError:
+                # SQLite integers are 64-bit, so a larger id in the path or body cannot exist.
+                return render_error(400, "INVALID_ID", "An id is out of range (max 2^63 - 1).")
             except Exception:
                 logger.exception("Unhandled error on %s %s", request.method, request.url.path)
                 return render_error(500, "INTERNAL_ERROR", "Internal sandbox error; see its log.")

@@ -219,3 +219,15 @@ def test_unknown_route_and_method_errors(cerkl_api: CerklApi) -> None:
     assert error_code(missing) == "NOT_FOUND"
     assert wrong_method.status_code == 405
     assert error_code(wrong_method) == "METHOD_NOT_ALLOWED"
+
+
+def test_id_beyond_64_bits_is_400(cerkl_api: CerklApi) -> None:
+    segment = create_segment(cerkl_api, "Big", None)
+
+    in_path = cerkl_api.call("GET", f"subscriber/{2**70}")
+    in_body = cerkl_api.call("POST", f"segment/{segment['id']}/subscriber", data=[{"id": 2**70}])
+
+    assert in_path.status_code == 400
+    assert error_code(in_path) == "INVALID_ID"
+    assert in_body.status_code == 400
+    assert error_code(in_body) == "INVALID_ID"
