@@ -133,7 +133,11 @@ class SalesforceSandbox:
         return self.clock().date().isoformat()
 
     def api_limit(self) -> dict[str, Any]:
-        """Return the allowance ``{"max", "used", "day"}``; usage restarts each sandbox day."""
+        """Return the allowance ``{"max", "used", "day"}``; usage restarts each sandbox day.
+
+        NOTE: Salesforce counts a rolling 24 hours; the sandbox restarts the count at
+        midnight UTC of the sandbox clock.
+        """
         limit = self.store.get_meta(API_LIMIT_KEY) or self._default_limit()
         if limit.get("day") != self._today():
             limit = {"max": limit["max"], "used": 0, "day": self._today()}
@@ -381,7 +385,7 @@ def _make_rest_endpoint(sandbox: SalesforceSandbox) -> Callable[[Request], Await
             try:
                 response = await _dispatch_rest(sandbox, request, version_text, parts)
             except SalesforceApiError as exc:
-                logger.info("REST %s answered %s", request.method, exc.error_code)
+                logger.info("REST %s returned %s", request.method, exc.error_code)
                 response = _error_response(exc)
         response.headers["Sforce-Limit-Info"] = limit_info
         return response
@@ -440,9 +444,11 @@ def _control_routes(sandbox: SalesforceSandbox) -> list[Route]:
             try:
                 return await handler(request)
             except SalesforceApiError as exc:
+                logger.info("Control route %s failed: %s", request.url.path, exc.error_code)
                 return _error_response(exc)
             except (KeyError, ValueError, TypeError) as exc:
-                return render_error(400, "INVALID_CONTROL_REQUEST", str(exc))
+                logger.info("Control route %s rejected an invalid body", request.url.path)
+                return render_error(400, "INVALID_CONTROL_REQUEST", f"invalid request body: {exc}")
 
         return endpoint
 
@@ -515,7 +521,7 @@ def _control_routes(sandbox: SalesforceSandbox) -> list[Route]:
 
 
 def _uri_length_guard(app: ASGIApp) -> ASGIApp:
-    """Answer 414 for a request URI (path and query) longer than Salesforce's 16,384 bytes."""
+    """Return 414 for a request URI (path and query) longer than Salesforce's 16,384 bytes."""
 
     async def guarded_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -1,7 +1,8 @@
 """Bulk API 2.0 ingest and query jobs of the Salesforce sandbox.
 
-An ingest job runs completely when it is marked ``UploadComplete``, so the first poll sees
-``JobComplete``. Job information lives in the store; query job results are kept in memory.
+An ingest job runs to the end when it is marked ``UploadComplete``, so the first poll
+returns ``JobComplete``. Job information is stored in the database. Query job results are
+kept in memory, so a restart drops them.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ class BulkJobs:
                 continue
             cleaned[name] = None if value == NULL_VALUE else value
         record_id = next((v for k, v in cleaned.items() if k.lower() == "id"), None)
+
         if operation == "insert":
             return records.create_record(self.store, sobject, cleaned), True
         if operation == "upsert":
@@ -254,6 +256,7 @@ class BulkJobs:
                     [external],
                 )
             return records.upsert_record(self.store, sobject, external, str(key), cleaned)
+
         if record_id is None:
             raise SalesforceApiError(
                 400, "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"]
@@ -261,6 +264,7 @@ class BulkJobs:
         if operation == "update":
             body = {k: v for k, v in cleaned.items() if k.lower() != "id"}
             return records.update_record(self.store, sobject, record_id, body), False
+
         deleted_id = records.delete_record(self.store, sobject, record_id)
         if operation == "hardDelete":
             self.store.connection.execute(f'DELETE FROM "{sobject}" WHERE Id = ?', (deleted_id,))

@@ -423,12 +423,12 @@ def merge_records(
                 (record_id,),
             ).fetchall()
             for member_id, campaign_id in members:
-                taken = store.connection.execute(
+                master_membership = store.connection.execute(
                     f"SELECT 1 FROM CampaignMember WHERE {reference} = ? AND CampaignId = ? "
                     "AND IsDeleted = 0",
                     (master["Id"], campaign_id),
                 ).fetchone()
-                if taken:
+                if master_membership:
                     _soft_delete(store, "CampaignMember", [member_id], master_id=None)
                 else:
                     store.connection.execute(

@@ -15,7 +15,7 @@ from typing import Any
 
 from include.sandbox.salesforce import records
 from include.sandbox.salesforce.errors import SalesforceApiError, not_found
-from include.sandbox.salesforce.ids import QUERY_LOCATOR_PREFIX, normalize_id
+from include.sandbox.salesforce.ids import QUERY_LOCATOR_PREFIX, normalize_id, sobject_for_id
 from include.sandbox.salesforce.schema import SOBJECTS, FieldDef, SObjectDef
 from include.sandbox.salesforce.soql import (
     CompiledQuery,
@@ -93,6 +93,8 @@ class RestApi:
     def _page(
         self, cursor: QueryCursor, cursor_id: str | None, start: int, api_version: str
     ) -> dict[str, Any]:
+        # NOTE: each page re-runs the statement with LIMIT/OFFSET on live data, so a record
+        # written between two pages can shift the rest; Salesforce pages a snapshot.
         with self.store.lock:
             rows = fetch_page(self.store.connection, cursor.compiled, start, cursor.page_size)
         result: dict[str, Any] = {
@@ -228,7 +230,7 @@ class RestApi:
 
         def remove(record_id: Any) -> dict[str, Any]:
             normalized = normalize_id(str(record_id))
-            sobject = _sobject_of(normalized)
+            sobject = sobject_for_id(normalized) if normalized else None
             if normalized is None or sobject is None:
                 raise SalesforceApiError(400, "MALFORMED_ID", f"malformed id {record_id}", ["Id"])
             return {"id": records.delete_record(self.store, sobject, normalized)}
@@ -386,15 +388,6 @@ class RestApi:
 
 def _floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
-
-
-def _sobject_of(record_id: str | None) -> str | None:
-    if record_id is None:
-        return None
-    for definition in SOBJECTS.values():
-        if record_id.startswith(definition.key_prefix):
-            return definition.name
-    return None
 
 
 def _check_collection_size(count: int) -> None:

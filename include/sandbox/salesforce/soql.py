@@ -1,10 +1,11 @@
 """SOQL for the Salesforce sandbox: a lark grammar and its translation to SQLite SQL.
 
-Supported: field lists with parent relationship paths (``Account.Name``, ``Contact.Email``),
-``COUNT()``, ``WHERE`` with AND/OR/NOT and parentheses, ``= != <> < <= > >=``, ``IN`` and
-``NOT IN`` with value lists or a semi-join sub-query, ``LIKE`` with ``%`` and ``_``, the
-literals null, true, false, numbers, dates, datetimes and quoted strings, ``ORDER BY`` with
-ASC/DESC and NULLS FIRST/LAST, ``LIMIT`` and ``OFFSET``.
+The grammar covers field lists with parent relationship paths (``Account.Name``,
+``Contact.Email``) and ``COUNT()``. ``WHERE`` takes AND/OR/NOT with parentheses, the
+operators ``= != <> < <= > >=``, ``IN`` and ``NOT IN`` with value lists or a semi-join
+sub-query, and ``LIKE`` with ``%`` and ``_``. Literals are null, true, false, numbers,
+dates, datetimes and quoted strings. ``ORDER BY`` takes ASC/DESC and NULLS FIRST/LAST,
+followed by ``LIMIT`` and ``OFFSET``.
 
 Comparisons follow SOQL rather than SQL: text compares case-insensitively (Unicode case
 folding), ``!=`` and ``NOT IN`` match null values, and a literal must have the type of its
@@ -48,9 +49,10 @@ field_path: NAME ("." NAME)*
 
 where_clause: "WHERE"i condition
 
-?condition: disjunction
-?disjunction: conjunction | disjunction "OR"i conjunction -> or_
-?conjunction: negation | conjunction "AND"i negation -> and_
+// SOQL rejects AND and OR mixed without parentheses, so a chain uses one of them only.
+?condition: and_chain | or_chain | negation
+and_chain: negation ("AND"i negation)+
+or_chain: negation ("OR"i negation)+
 ?negation: "NOT"i negation -> not_ | primary
 ?primary: "(" condition ")" | comparison
 
@@ -102,8 +104,8 @@ _STRING_ESCAPES = {
 def decode_string(token: str, *, like: bool = False) -> list[tuple[str, bool]]:
     """Decode a quoted SOQL string literal into (character, is_wildcard) pairs.
 
-    ``%`` and ``_`` are wildcards only in a LIKE pattern and only when not escaped; ``\\%``
-    and ``\\_`` are allowed only in a LIKE pattern.
+    ``%`` and ``_`` are wildcards only in a LIKE pattern and only when not escaped. The
+    escapes ``\\%`` and ``\\_`` are allowed only in a LIKE pattern.
 
     :raises SalesforceApiError: MALFORMED_QUERY for an invalid escape sequence.
     """
@@ -385,12 +387,14 @@ class _Compiler:
         assert self.base is not None
         names = [str(token) for token in path_tree.children]
         label = ".".join(names)
+
         if (
             len(names) > 1
             and names[0].lower() == self.base.name.lower()
             and names[0].lower() not in self.base.relationships
         ):
             names = names[1:]
+
         definition = self.base
         alias = self.base_alias
         canonical: list[str] = []
@@ -416,6 +420,7 @@ class _Compiler:
             join = self.joins[self.join_index[key]]
             definition = join.definition
             alias = join.alias
+
         field_def = definition.field(names[-1])
         if field_def is None:
             raise invalid_field(
@@ -424,6 +429,7 @@ class _Compiler:
                 "field name. Please reference your WSDL or the describe call for the "
                 "appropriate names."
             )
+
         path = [*(c.lower() for c in canonical), field_def.name]
         return SelectedField(label, path, field_def, alias)
 
@@ -431,10 +437,9 @@ class _Compiler:
 
     def condition(self, node: Tree) -> str:
         kind = node.data
-        if kind == "or_":
-            return f"({self.condition(node.children[0])} OR {self.condition(node.children[1])})"
-        if kind == "and_":
-            return f"({self.condition(node.children[0])} AND {self.condition(node.children[1])})"
+        if kind in ("and_chain", "or_chain"):
+            joiner = " AND " if kind == "and_chain" else " OR "
+            return "(" + joiner.join(self.condition(child) for child in node.children) + ")"
         if kind == "not_":
             return f"(NOT COALESCE({self.condition(node.children[0])}, 0))"
         item = self.resolve(node.children[0])
@@ -599,8 +604,9 @@ class _Compiler:
 def _comparable(item: SelectedField) -> str:
     """Return the SQL expression that compares and sorts a field as SOQL does.
 
-    Text fields compare case-insensitively, so they go through ``sf_fold`` (and literals
-    are casefolded to match); the store's Email and external Id indexes are built on it.
+    Text fields compare case-insensitively, so they go through ``sf_fold`` and their
+    literals are casefolded to match. The store's Email and external Id indexes are built
+    on the same expression.
     """
     column = f'{item.alias}."{item.field.name}"'
     return f"sf_fold({column})" if item.field.is_text else column

@@ -2,10 +2,10 @@
 
 Datetimes are stored as text in Salesforce's output form, ``2024-01-02T03:04:05.000+0000``,
 always in UTC, so text order is time order and query results need no conversion. Text is
-stored as given; the SQL function ``sf_fold`` (Unicode case folding) serves case-insensitive
-comparison, and the Email and external Id indexes are built on ``sf_fold(column)`` so that
-such lookups use them. Every connection to the file must register ``sf_fold`` (see
-:func:`register_functions`) before it writes to an indexed table.
+stored as given. Case-insensitive comparison goes through the SQL function ``sf_fold``
+(Unicode case folding), and the Email and external Id indexes are built on
+``sf_fold(column)`` so that those lookups use them. Every connection to the file must
+register ``sf_fold`` (see :func:`register_functions`) before it writes to an indexed table.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from include.sandbox.salesforce.errors import SalesforceApiError, not_found
-from include.sandbox.salesforce.ids import make_id, normalize_id, sobject_for_id
+from include.sandbox.salesforce.ids import make_id, normalize_id
 from include.sandbox.salesforce.schema import (
     ID_TYPES,
     NUMBER_TYPES,
@@ -47,11 +47,6 @@ _ISO_DATETIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(Z|[+-]\d{2}:?\d{2})?$"
 )
-
-
-def fold_case(value: str) -> str:
-    """Fold a string for case-insensitive comparison (Unicode case folding)."""
-    return value.casefold()
 
 
 def sql_fold(value: Any) -> Any:
@@ -414,8 +409,3 @@ def sql_like(value: Any, pattern: str) -> int | None:
     if value is None:
         return None
     return 1 if _like_regex(pattern).fullmatch(str(value).casefold()) else 0
-
-
-def sobject_of(record_id: str) -> str | None:
-    """Return the sObject name of an Id by its key prefix, or None."""
-    return sobject_for_id(record_id)

@@ -31,7 +31,7 @@ class SalesforceServer:
     sandbox: SalesforceSandbox
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
-        """Call a ``/__sandbox__/`` control route and return its JSON answer."""
+        """Call a ``/__sandbox__/`` control route and return its JSON response."""
         response = requests.request(method, f"{self.url}/__sandbox__/{path}", json=body, timeout=10)
         response.raise_for_status()
         return response.json()

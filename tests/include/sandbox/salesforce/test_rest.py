@@ -302,18 +302,18 @@ def test_merge_sets_master_record_id(sf: Salesforce, sf_server: Any) -> None:
 def test_updated_and_deleted_windows(sf: Salesforce, sf_server: Any) -> None:
     start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     sf_server.control("PUT", "clock", {"now": start.isoformat(), "frozen": True})
-    kept = sf.Contact.create({"LastName": "Kept"})["id"]
-    gone = sf.Contact.create({"LastName": "Gone"})["id"]
+    kept_id = sf.Contact.create({"LastName": "Kept"})["id"]
+    deleted_id = sf.Contact.create({"LastName": "Gone"})["id"]
     sf_server.control("POST", "clock/advance", {"seconds": 120})
-    sf.Contact.delete(gone)
+    sf.Contact.delete(deleted_id)
     sf_server.control("POST", "clock/advance", {"seconds": 120})
 
     updated = sf.Contact.updated(start - timedelta(minutes=1), start + timedelta(minutes=10))
-    assert updated["ids"] == [kept]
+    assert updated["ids"] == [kept_id]
     assert updated["latestDateCovered"] == "2026-03-01T12:04:00.000+0000"
     deleted = sf.Contact.deleted(start - timedelta(minutes=1), start + timedelta(minutes=10))
     assert deleted["deletedRecords"] == [
-        {"id": gone, "deletedDate": "2026-03-01T12:02:00.000+0000"}
+        {"id": deleted_id, "deletedDate": "2026-03-01T12:02:00.000+0000"}
     ]
 
     with pytest.raises(SalesforceMalformedRequest) as caught:

@@ -335,6 +335,10 @@ VALID_CASES: list[tuple[str, str, Any]] = [
 
 INVALID_CASES: list[tuple[str, str]] = [
     ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY"),
+    (
+        "SELECT Id FROM Contact WHERE LastName = 'a' OR LastName = 'b' AND Email = null",
+        "MALFORMED_QUERY",
+    ),
     ("SELECT FROM Contact", "MALFORMED_QUERY"),
     ("SELECT Id Contact", "MALFORMED_QUERY"),
     ("SELECT Id FROM Contact WHERE Name = 'x' AND", "MALFORMED_QUERY"),
