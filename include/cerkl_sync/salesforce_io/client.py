@@ -7,8 +7,9 @@ its session with the retry and session-renewal rules described there.
 No log line or exception message contains a value from a record or a query. They carry
 sObject and field names, record Ids, input positions, counts, endpoint keys and error codes.
 
-simple-salesforce and the Airflow provider are imported when first needed, because importing
-them takes about a second and DAG files import this module at parse time.
+simple-salesforce and the Airflow provider are imported when first needed, because DAG files
+import this module at parse time and importing simple-salesforce 1.12.10 alone took 1.1 s
+(``python -X importtime`` on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -210,10 +211,10 @@ class SalesforceClient:
         """Query for many values at once and yield the pages of every statement.
 
         The values are deduplicated, quoted and escaped as SOQL string literals, and packed
-        in input order into as few statements as fit. Each statement stays within 100,000
-        characters, and the URL-encoded request URL (scheme and host included) within
-        16,384 bytes. The pages of each statement are followed as in
-        :meth:`iter_query_pages`.
+        in input order, each statement filled until the next value would not fit. Each
+        statement stays within 100,000 characters, and the URL-encoded request URL (scheme
+        and host included) within 16,384 bytes. The pages of each statement are followed as
+        in :meth:`iter_query_pages`.
 
         :param soql_template: SOQL with one ``{values}`` placeholder where the IN list goes,
             e.g. ``"SELECT Id, Email FROM Contact WHERE Email IN {values}"``.

@@ -1,4 +1,4 @@
-"""Pack many string values into as few ``IN (...)`` SOQL statements as the REST limits allow.
+"""Pack many string values into ``IN (...)`` SOQL statements that fill the REST limits.
 
 Salesforce limits a SOQL statement to 100,000 characters and a REST request URI to 16,384
 bytes, and a string literal inside a WHERE clause to 4,000 characters. A query travels URL
