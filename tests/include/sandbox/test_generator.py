@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import unicodedata
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,6 +94,30 @@ def test_generate_org_same_spec_is_byte_identical():
     second = dump_org(generate_org(SMALL))
 
     assert first == second
+
+
+def test_generate_org_identical_across_processes():
+    script = (
+        "import hashlib, json\n"
+        "from include.sandbox.generator import *\n"
+        "org = generate_org(OrgSpec(contacts=300, subscribers=200, accounts=5, leads=20,"
+        " campaigns=8))\n"
+        "payload = {n: list(org.salesforce_records(n)) for n in SALESFORCE_OBJECTS}\n"
+        "payload.update({n: list(org.cerkl_records(n)) for n in CERKL_COLLECTIONS})\n"
+        "text = json.dumps(payload, default=str, ensure_ascii=False, sort_keys=True)\n"
+        "print(hashlib.sha256(text.encode()).hexdigest())\n"
+    )
+    environment = {**os.environ, "PYTHONHASHSEED": "12345"}
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parents[3],
+    ).stdout.strip()
+
+    assert output == hashlib.sha256(dump_org(generate_org(SMALL)).encode()).hexdigest()
 
 
 def test_generate_org_iterators_repeat_in_any_order():
