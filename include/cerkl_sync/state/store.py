@@ -90,6 +90,9 @@ ID_CHUNK_SIZE = 500
 LINK_LOCK_NAME = "link"
 # Fixed key of the PostgreSQL advisory lock behind link_lock.
 LINK_LOCK_ADVISORY_KEY = 7_302_914_556_002
+# Fixed key of the PostgreSQL transaction lock that serializes writes to contact_link. It
+# differs from LINK_LOCK_ADVISORY_KEY, so a link_lock holder can still write links.
+LINK_WRITE_ADVISORY_KEY = 7_302_914_556_003
 # A SQLite lock row expires this many seconds after its last renewal, so a crashed holder
 # frees the lock. The holder renews it every LOCK_RENEW_SECONDS.
 LOCK_LEASE_SECONDS = 60.0
@@ -373,6 +376,7 @@ class SyncStateStore:
         subscriber_ids = [link.subscriber_id for link in chunk]
         now = self._now()
         with self._transaction(write=True) as connection:
+            self._serialize_link_writes(connection)
             existing = connection.execute(
                 select(table.c.contact_id, table.c.subscriber_id).where(
                     or_(
@@ -425,6 +429,14 @@ class SyncStateStore:
             )
         log.debug("Saved %d links", len(chunk))
 
+    def _serialize_link_writes(self, connection: Connection) -> None:
+        # SQLite serializes write transactions through BEGIN IMMEDIATE. PostgreSQL at READ
+        # COMMITTED does not: two transactions that delete and re-insert the same link would
+        # both insert it, and the second would fail with a unique violation. This lock is
+        # released when the transaction ends.
+        if self._dialect == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(LINK_WRITE_ADVISORY_KEY)))
+
     def delete_links(self, contact_ids: Iterable[str]) -> int:
         """Delete the links of the given Contacts.
 
@@ -461,6 +473,7 @@ class SyncStateStore:
             return self.get_links_by_contact([to_contact_id]).get(to_contact_id)
 
         with self._transaction(write=True) as connection:
+            self._serialize_link_writes(connection)
             rows = {
                 row.contact_id: row
                 for row in connection.execute(

@@ -131,9 +131,7 @@ def test_sqlite_lock_renewed_while_held(sqlite_url: str, monkeypatch: pytest.Mon
 # -- many writers ------------------------------------------------------------------------------
 
 
-def test_threads_write_links_and_work_items_without_loss(sqlite_url: str) -> None:
-    store = SyncStateStore(sqlite_url)
-    store.migrate()
+def test_threads_write_links_and_work_items_without_loss(store: SyncStateStore) -> None:
     thread_count = 8
     rounds = 10
     links_per_round = 25
@@ -175,7 +173,6 @@ def test_threads_write_links_and_work_items_without_loss(sqlite_url: str) -> Non
     assert store.get_window_end("contacts") == datetime(2026, 1, 1, tzinfo=UTC) + timedelta(
         days=rounds - 1
     )
-    store.dispose()
 
 
 def migrate_in_child(url: str) -> None:
@@ -211,3 +208,35 @@ def test_store_used_after_fork(store: SyncStateStore) -> None:
     assert result.get(timeout=5) == 1
     store.save_links([Link(contact(2), 102)])
     assert store.count_links() == 2
+
+
+def test_threads_relink_same_contacts(store: SyncStateStore) -> None:
+    thread_count = 4
+    rounds = 10
+    contact_count = 50
+    errors: list[BaseException] = []
+    start = threading.Barrier(thread_count)
+
+    def relink(thread_number: int) -> None:
+        try:
+            start.wait()
+            for _ in range(rounds):
+                store.save_links(
+                    [
+                        Link(contact(number), thread_number * 1000 + number)
+                        for number in range(1, contact_count + 1)
+                    ]
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=relink, args=(number,)) for number in range(thread_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    links = store.get_links_by_contact([contact(n) for n in range(1, contact_count + 1)])
+    assert len(links) == contact_count
+    assert store.count_links() == contact_count
