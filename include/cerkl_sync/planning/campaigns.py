@@ -4,8 +4,10 @@
   ``external_id`` ``SF_<18-character Campaign Id>``, and every member is added.
 - A renamed Campaign renames its segment.
 - Members are kept equal: Contacts that joined are added, those that left are removed.
-- Leads, and Contacts without a subscriber, are skipped with a reason; an unlinked Contact is
-  retried by later runs, so it is added once it is linked.
+- Leads are skipped with a reason. Contacts without a subscriber are pending with a reason, so
+  later runs retry them and add them once they are linked.
+- Each member row ends up in exactly one place: an ``add_member`` action, a skip (a Lead, or
+  already in the segment) or a pending entry.
 - A Campaign that leaves scope (its type changed, or it was deleted) stops syncing. Its
   segment stays, and the report says so.
 """
@@ -97,9 +99,10 @@ def plan_campaign(
             continue
         subscriber_id = subscriber_by_contact.get(contact_id)
         if subscriber_id is None:
-            plan.skip("CampaignMember", member_id, "CONTACT_NOT_LINKED")
             plan.pend("CampaignMember", f"{campaign_id}:{contact_id}", "CONTACT_NOT_LINKED")
             continue
+        if subscriber_id in current:
+            plan.skip("CampaignMember", member_id, "UNCHANGED")
         wanted.add(subscriber_id)
 
     segment_id = segment["id"] if segment is not None else None
