@@ -796,6 +796,35 @@ def test_read_without_response_hides_query(
     assert client.api_calls[QUERY] == 2
 
 
+def test_read_timeout_is_retried(
+    make_client: Callable[..., SalesforceClient],
+    salesforce_controls: SandboxControlClient,
+    sleeps: Sleeps,
+) -> None:
+    client = make_client(request_timeout=0.3)
+    salesforce_controls.add_fault(path="/describe$", action="timeout", delay_seconds=1, count=1)
+
+    fields = client.describe_fields("Contact")
+
+    assert "Email" in fields
+    assert sleeps == [1.0]
+    assert client.api_calls[DESCRIBE_CONTACT] == 2
+
+
+def test_create_timeout_is_unknown_outcome(
+    make_client: Callable[..., SalesforceClient], salesforce_controls: SandboxControlClient
+) -> None:
+    client = make_client(request_timeout=0.3)
+    salesforce_controls.add_fault(
+        path="/composite/sobjects$", method="POST", action="timeout", delay_seconds=1, count=1
+    )
+
+    with pytest.raises(SalesforceWriteOutcomeUnknownError, match="ReadTimeout"):
+        client.create("Contact", [{"LastName": "Slow"}])
+
+    assert client.api_calls[COLLECTION_CREATE] == 1
+
+
 def test_rate_limited_read_waits_retry_after(
     client: SalesforceClient, salesforce_controls: SandboxControlClient, sleeps: Sleeps
 ) -> None:
