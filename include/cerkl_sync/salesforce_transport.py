@@ -63,7 +63,7 @@ def is_salesforce_url(url: str) -> bool:
 class SalesforceSandboxAdapter(HTTPAdapter):
     """Transport adapter that sends ``https://*.salesforce.com`` requests to the sandbox.
 
-    The scheme, host and port are replaced by the sandbox URL's; the path and query stay.
+    The scheme, host and port are replaced by the sandbox URL's, and the path and query stay.
     Other requests are sent unchanged. Certificate checks stay on for every https request.
     """
 

@@ -1,4 +1,4 @@
-"""The Salesforce sandbox server: a Starlette app that speaks the Salesforce APIs on loopback.
+"""The Salesforce sandbox server: a Starlette app that serves the Salesforce APIs on loopback.
 
 It serves the OAuth 2.0 token endpoint and the SOAP login, the REST API under
 ``/services/data/vXX.X/`` (59.0 and later) including sObject Collections and Bulk API 2.0,
@@ -133,9 +133,9 @@ class SalesforceSandbox:
         return self.clock().date().isoformat()
 
     def api_limit(self) -> dict[str, Any]:
-        """Return the allowance ``{"max", "used", "day"}``; usage restarts each sandbox day.
+        """Return the allowance ``{"max", "used", "day"}``, restarting the count each day.
 
-        NOTE: Salesforce counts a rolling 24 hours; the sandbox restarts the count at
+        NOTE: Salesforce counts a rolling 24 hours, but the sandbox restarts the count at
         midnight UTC of the sandbox clock.
         """
         limit = self.store.get_meta(API_LIMIT_KEY) or self._default_limit()
@@ -155,7 +155,7 @@ class SalesforceSandbox:
         return limit
 
     def spend_api_request(self) -> tuple[bool, str]:
-        """Count one REST request; return (allowed, ``Sforce-Limit-Info`` value)."""
+        """Count one REST request and return (allowed, ``Sforce-Limit-Info`` value)."""
         limit = self.api_limit()
         if limit["used"] >= limit["max"]:
             return False, f"api-usage={limit['used']}/{limit['max']}"

@@ -71,7 +71,7 @@ def ensure_jwt_key_pair(data_dir: Path) -> tuple[Path, Path]:
 
 
 class SessionManager:
-    """Issues session ids and expires them after an idle time measured by the sandbox clock."""
+    """Sessions issued at login and expired after an idle time measured by the sandbox clock."""
 
     def __init__(
         self, store: SalesforceStore, clock: Callable[[], datetime], idle_seconds: float
@@ -118,7 +118,7 @@ class SessionManager:
         return True
 
     def expire_all(self) -> int:
-        """End every session now; return how many there were."""
+        """End every session now and return how many there were."""
         with self.store.lock:
             count = self.store.connection.execute("DELETE FROM _sessions").rowcount
         self._last_used.clear()
@@ -132,7 +132,7 @@ class SessionManager:
 
 
 class Authenticator:
-    """Checks credentials for the token endpoint and the SOAP login."""
+    """Credential checks of the token endpoint and the SOAP login."""
 
     def __init__(
         self, settings: SalesforceSandboxSettings, sessions: SessionManager, public_key: bytes

@@ -32,7 +32,7 @@ COLUMN_DELIMITERS = {
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
-# Bulk API 2.0 writes this value to set a field to null; an empty value leaves it unchanged.
+# In Bulk API 2.0 CSV this value sets a field to null, while an empty value leaves it as is.
 NULL_VALUE = "#N/A"
 
 
@@ -151,7 +151,7 @@ class BulkJobs:
             )
         text = data.decode("utf-8")
         if private.get("data"):
-            # A later upload repeats the header row; keep only its data rows.
+            # A later upload repeats the header row, so only its data rows are kept.
             line_ending = LINE_ENDINGS[info["lineEnding"]]
             text = text.split(line_ending, 1)[1] if line_ending in text else ""
         private["data"] = private.get("data", "") + text
@@ -162,7 +162,7 @@ class BulkJobs:
         return self._load(job_id, job_type)[0]
 
     def set_state(self, job_id: str, job_type: str, state: str) -> dict[str, Any]:
-        """Close (``UploadComplete``) or abort (``Aborted``) a job; closing runs it.
+        """Close (``UploadComplete``) or abort (``Aborted``) a job. Closing an ingest job runs it.
 
         :raises SalesforceApiError: INVALIDJOBSTATE for any other change.
         """
@@ -292,7 +292,7 @@ class BulkJobs:
     # Query
 
     def create_query(self, body: dict[str, Any], api_version: str) -> dict[str, Any]:
-        """Create a query job and run the query; the job is ``JobComplete`` at once.
+        """Create a query job and run its query, so the job is ``JobComplete`` at once.
 
         :raises SalesforceApiError: INVALIDJOB for an unknown operation or ``COUNT()``, and
             the SOQL errors of the statement.

@@ -20,7 +20,7 @@ ORG_ID_PREFIX = "00D"
 USER_ID_PREFIX = "005"
 BULK_JOB_PREFIX = "750"
 QUERY_LOCATOR_PREFIX = "01g"
-# Salesforce puts the instance (pod) identifier after the key prefix; the sandbox uses a fixed one.
+# Salesforce puts the instance (pod) identifier after the key prefix. The sandbox uses a fixed one.
 _POD = "8d"
 
 

@@ -307,7 +307,7 @@ def _live_row(store: SalesforceStore, definition: SObjectDef, record_id: str) ->
 def update_record(
     store: SalesforceStore, sobject: str, record_id: str, values: dict[str, Any]
 ) -> str:
-    """Validate and apply a partial update; audit fields move to the sandbox time.
+    """Validate and apply a partial update, moving the audit fields to the sandbox time.
 
     :return: the 18-character Id.
     :raises SalesforceApiError: NOT_FOUND, ENTITY_IS_DELETED, an injected record fault, or

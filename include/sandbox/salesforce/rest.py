@@ -1,6 +1,6 @@
 """REST resources of the Salesforce sandbox under ``/services/data/vXX.X/``.
 
-Each handler takes the parsed request and returns ``(status, JSON body or None)``; it raises
+Each handler takes the parsed request and returns ``(status, JSON body or None)``. It raises
 :class:`SalesforceApiError` for an error response.
 """
 
@@ -94,7 +94,7 @@ class RestApi:
         self, cursor: QueryCursor, cursor_id: str | None, start: int, api_version: str
     ) -> dict[str, Any]:
         # NOTE: each page re-runs the statement with LIMIT/OFFSET on live data, so a record
-        # written between two pages can shift the rest; Salesforce pages a snapshot.
+        # written between two pages can shift the rest. Salesforce pages a snapshot.
         with self.store.lock:
             rows = fetch_page(self.store.connection, cursor.compiled, start, cursor.page_size)
         result: dict[str, Any] = {

@@ -12,7 +12,7 @@ ENV_PREFIX = "SALESFORCE_SANDBOX_"
 
 @dataclass(frozen=True)
 class SalesforceSandboxSettings:
-    """Credentials the sandbox accepts and its limits; every field has a documented default.
+    """Credentials the sandbox accepts and its limits, each with a documented default.
 
     Each field can be overridden by an environment variable named ``SALESFORCE_SANDBOX_``
     plus the field name in upper case, for example ``SALESFORCE_SANDBOX_PASSWORD``.
