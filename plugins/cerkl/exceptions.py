@@ -17,9 +17,9 @@ class CerklConfigError(CerklError, ValueError):
 
 
 class CerklApiError(CerklError):
-    """Cerkl answered a request with an HTTP error that is not retried.
+    """Cerkl responded to a request with an HTTP error that is not retried.
 
-    :param status: HTTP status code of the answer.
+    :param status: HTTP status code of the response.
     :param code: Cerkl's error code (``error.code`` in the body), or ``None`` when the body
         had none.
     :param message: Cerkl's error message with email addresses redacted.

@@ -62,7 +62,7 @@ class SubscriberCreateResult:
     :param subscriber: the created subscriber, with logical field names.
     :param error_code: Cerkl's error code for this record, e.g. ``DUPLICATE_EMAIL``.
     :param error_message: Cerkl's message for this record, email addresses redacted.
-    :param found_after_retry: True when Cerkl answered ``DUPLICATE_EMAIL`` to a create that
+    :param found_after_retry: True when Cerkl returned ``DUPLICATE_EMAIL`` to a create that
         had been retried after an attempt with an unknown outcome (timeout, dropped
         connection, 5xx). ``subscriber`` is then the subscriber found by email, most likely
         the one the lost attempt created, but possibly one that existed before.
@@ -290,7 +290,7 @@ class CerklHook(HttpHook):
         )
         if not isinstance(body, Mapping) or not isinstance(body.get("access_token"), str):
             raise CerklError(
-                f"Cerkl's token endpoint {config.settings.token_path!r} answered without an "
+                f"Cerkl's token endpoint {config.settings.token_path!r} returned no "
                 "access_token string; check the token_path extra."
             )
         lifetime = body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_SECONDS
@@ -325,7 +325,7 @@ class CerklHook(HttpHook):
         :param history: filled with the attempts made, for the caller's reconciliation.
         :param reconcile: called before a retry that follows an attempt with an unknown
             outcome; a result other than None is returned instead of sending again.
-        :raises CerklApiError: for an error answer that is not retried.
+        :raises CerklApiError: for an error response that is not retried.
         :raises CerklRetryError: when the retry budget runs out.
         """
         config = self._load_config()
@@ -430,7 +430,7 @@ class CerklHook(HttpHook):
         bearer: bool,
         started: float,
     ) -> Any:
-        """Send one attempt; renew the token once when Cerkl answers 401."""
+        """Send one attempt, and renew the token once if Cerkl responds with 401."""
         url = f"{config.base_url}/{path}"
         key = f"{method} {template}"
         renewed = False
@@ -445,7 +445,7 @@ class CerklHook(HttpHook):
                 auth=auth, headers=headers,
             )  # fmt: skip
             if response.status_code == 401 and bearer and not renewed:
-                log.info("Cerkl answered 401 to %s %s; renewing the access token", method, path)
+                log.info("Cerkl returned 401 to %s %s; renewing the access token", method, path)
                 self._invalidate_token(token)
                 renewed = True
                 continue
@@ -507,7 +507,7 @@ class CerklHook(HttpHook):
                 return response.json()
             except ValueError:
                 raise CerklError(
-                    f"Cerkl API {method} {path} answered HTTP {status} with a body that is not "
+                    f"Cerkl API {method} {path} returned HTTP {status} with a body that is not "
                     "JSON."
                 ) from None
 
@@ -518,7 +518,7 @@ class CerklHook(HttpHook):
             deadline = config.settings.retry_deadline_seconds
             if retry_after is not None and self._clock() - started + retry_after > deadline:
                 raise CerklRetryError(
-                    f"Cerkl API {method} {path} answered HTTP {status} with Retry-After "
+                    f"Cerkl API {method} {path} returned HTTP {status} with Retry-After "
                     f"{retry_after:g} s, beyond the retry deadline of {deadline:g} s "
                     "(extra 'retry_deadline_seconds'); giving up now. Retry the task later.",
                     method=method,
@@ -710,19 +710,19 @@ class CerklHook(HttpHook):
     ) -> list[SubscriberCreateResult]:
         history = _RequestHistory()
         try:
-            answers = _records(self._request("POST", "subscriber", data=batch, history=history))
+            items = _records(self._request("POST", "subscriber", data=batch, history=history))
         except CerklApiError as exc:
             if len(batch) != 1 or exc.status not in _RECORD_ERROR_STATUSES:
                 raise
-            answers = [{"error": {"code": exc.code, "message": exc.message}}]
-        if len(answers) != len(batch):
+            items = [{"error": {"code": exc.code, "message": exc.message}}]
+        if len(items) != len(batch):
             raise CerklError(
-                f"Cerkl answered {len(answers)} results to a create of {len(batch)} "
+                f"Cerkl returned {len(items)} results to a create of {len(batch)} "
                 "subscribers; expected one result per subscriber in request order."
             )
         return [
-            self._create_result(answer, email, history)
-            for answer, email in zip(answers, emails, strict=True)
+            self._create_result(item, email, history)
+            for item, email in zip(items, emails, strict=True)
         ]
 
     def _new_subscriber_body(self, record: Any, index: int) -> dict[str, Any]:
@@ -766,18 +766,18 @@ class CerklHook(HttpHook):
             return self._new_subscriber_refs
 
     def _create_result(
-        self, answer: Any, email: str, history: _RequestHistory
+        self, item: Any, email: str, history: _RequestHistory
     ) -> SubscriberCreateResult:
-        error = answer.get("error") if isinstance(answer, Mapping) else None
+        error = item.get("error") if isinstance(item, Mapping) else None
         if not isinstance(error, Mapping):
-            return SubscriberCreateResult(subscriber=self._from_api(answer))
+            return SubscriberCreateResult(subscriber=self._from_api(item))
         code = error.get("code")
         message = redact_emails(str(error.get("message") or ""))
         if code == "DUPLICATE_EMAIL" and history.outcome_unknown:
             existing = self.find_subscriber_by_email(email)
             if existing is not None:
                 log.warning(
-                    "Create of subscriber %s answered DUPLICATE_EMAIL after a retry with an "
+                    "Create of subscriber %s returned DUPLICATE_EMAIL after a retry with an "
                     "unknown outcome; using the existing subscriber",
                     existing.get("id"),
                 )
@@ -823,10 +823,10 @@ class CerklHook(HttpHook):
                     "Pass it in changes."
                 )
             body[name] = {"id": _reference_id(value, name)}
-        answer = self._request(
+        response_body = self._request(
             "PUT", "subscriber/{id}", (subscriber_id,), data=[self._to_api(body)]
         )
-        return self._from_api(_single(answer, "PUT subscriber/{id}"))
+        return self._from_api(_single(response_body, "PUT subscriber/{id}"))
 
     def unsubscribe_subscriber(self, subscriber_id: int) -> None:
         """Unsubscribe a subscriber, marking this integration as the source.
@@ -891,7 +891,7 @@ class CerklHook(HttpHook):
     def find_segment_by_external_id(self, external_id: str) -> dict | None:
         """Return the segment with this ``external_id``, or None.
 
-        When Cerkl holds several, the one with the lowest id is returned and a warning
+        When Cerkl has several, the one with the lowest id is returned and a warning
         names the ids.
 
         :raises ValueError: when ``external_id`` is empty.
@@ -917,7 +917,7 @@ class CerklHook(HttpHook):
         """Create a manual segment and return it.
 
         When an attempt with an unknown outcome is retried, the segment is first looked up
-        by ``external_id``, so a lost answer does not create a second segment.
+        by ``external_id``, so a lost response does not create a second segment.
 
         :param description: the segment's name as Cerkl shows it.
         :param external_id: the link to the source list, e.g. ``SF_<Campaign Id>``.
@@ -927,13 +927,13 @@ class CerklHook(HttpHook):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"create_segment needs a non-empty {name}, got {value!r}.")
         body = self._to_api({"description": description, "external_id": external_id})
-        answer = self._request(
+        response_body = self._request(
             "POST",
             "segment",
             data=[body],
             reconcile=lambda: self.find_segment_by_external_id(external_id),
         )
-        segment = self._from_api(_single(answer, "POST segment"))
+        segment = self._from_api(_single(response_body, "POST segment"))
         log.info("Created Cerkl segment %s for external_id %s", segment.get("id"), external_id)
         return segment
 
@@ -946,8 +946,8 @@ class CerklHook(HttpHook):
         if not isinstance(description, str) or not description.strip():
             raise ValueError(f"rename_segment needs a non-empty description, got {description!r}.")
         body = self._to_api({"description": description})
-        answer = self._request("PUT", "segment/{id}", (_check_id(segment_id),), data=[body])
-        return self._from_api(_single(answer, "PUT segment/{id}"))
+        response_body = self._request("PUT", "segment/{id}", (_check_id(segment_id),), data=[body])
+        return self._from_api(_single(response_body, "PUT segment/{id}"))
 
     def iter_segment_members(self, segment_id: int) -> Iterator[dict]:
         """Yield the subscribers in a segment, page by page underneath.
@@ -1055,13 +1055,13 @@ def _records(body: Any) -> list[dict[str, Any]]:
         return data
     if isinstance(data, Mapping):
         return [dict(data)]
-    raise CerklError(f"Cerkl answered a {type(data).__name__} where records were expected.")
+    raise CerklError(f"Cerkl returned a {type(data).__name__} where records were expected.")
 
 
 def _single(body: Any, endpoint: str) -> dict[str, Any]:
     records = _records(body)
     if len(records) != 1:
-        raise CerklError(f"Cerkl {endpoint} answered {len(records)} records; expected one.")
+        raise CerklError(f"Cerkl {endpoint} returned {len(records)} records; expected one.")
     return records[0]
 
 
@@ -1099,7 +1099,7 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _error_details(response: requests.Response) -> tuple[str | None, str]:
-    """Return Cerkl's error code and message (emails redacted) from an error answer."""
+    """Return Cerkl's error code and message (emails redacted) from an error response."""
     try:
         body = response.json()
     except ValueError:

@@ -1,4 +1,4 @@
-"""Settings of a Cerkl connection: base URL, credentials and the connection extras.
+"""Parse a Cerkl connection: its base URL and its extras.
 
 Every extra is a client setting, never an HTTP header: the HTTP provider would send unknown
 extras as headers, so :class:`~cerkl.hooks.CerklHook` parses the extras here and rejects
@@ -8,7 +8,6 @@ docs/cerkl-hook.md lists every key with its default.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -233,12 +232,19 @@ def _non_empty_str(value: Any, name: str, conn_id: str) -> str:
 
 
 def _str_mapping(value: Any, name: str, conn_id: str) -> dict[str, str]:
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    # Values are left out of the message because headers may carry credentials.
+    if not isinstance(value, Mapping):
         raise CerklConfigError(
-            f"Connection {conn_id!r} extra {name!r} is {json.dumps(value, default=str)}; use "
-            "a JSON object of strings to strings."
+            f"Connection {conn_id!r} extra {name!r} is a {type(value).__name__}; use a JSON "
+            "object of strings to strings."
+        )
+    invalid = sorted(
+        str(k) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)
+    )
+    if invalid:
+        raise CerklConfigError(
+            f"Connection {conn_id!r} extra {name!r} has values that are not strings under "
+            f"the keys {invalid}; use a JSON object of strings to strings."
         )
     return dict(value)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 class TokenBucket:
     """Thread-safe token bucket that paces callers to ``rate`` acquisitions per second.
 
-    The bucket holds at most ``capacity`` tokens and starts full. :meth:`acquire` takes one
+    The bucket contains at most ``capacity`` tokens and starts full. :meth:`acquire` takes one
     token and sleeps, outside the lock, until that token is due. Callers are served in the
     order they reserved, so a busy thread cannot starve the others.
 

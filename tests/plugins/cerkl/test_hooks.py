@@ -160,7 +160,7 @@ def test_create_subscribers_rejects_record_without_email(hook):
 
 
 def test_create_subscribers_duplicate_after_retry_is_found(hook, cerkl_controls):
-    # The seeded subscriber stands in for one that a lost first attempt created.
+    # The seeded subscriber plays the one that a lost first attempt created.
     [existing_id] = seed_subscribers(cerkl_controls, subscriber(7))
     cerkl_controls.add_fault(path="^/v3/subscriber$", method="POST", status=503, count=1)
 
@@ -390,11 +390,11 @@ def test_unsubscribe_missing_subscriber_raises(hook):
         hook.unsubscribe_subscriber(4242)
 
 
-def test_unsubscribe_after_lost_answer_is_done(hook, cerkl_controls):
+def test_unsubscribe_after_lost_response_is_done(hook, cerkl_controls):
     [subscriber_id] = seed_subscribers(cerkl_controls, subscriber(1))
     hook.unsubscribe_subscriber(subscriber_id)
     # A second call whose first attempt fails with 503 ends in 404 on the retry, as a
-    # retry after a lost answer would.
+    # retry after a lost response would.
     cerkl_controls.add_fault(path="^/v3/subscriber/", method="DELETE", status=503, count=1)
 
     hook.unsubscribe_subscriber(subscriber_id)
@@ -494,7 +494,7 @@ def test_iter_segment_members_missing_segment_raises(hook):
 
 
 def test_create_segment_retry_finds_existing(hook, cerkl_controls):
-    # The seeded segment stands in for one that a lost first attempt created.
+    # The seeded segment plays the one that a lost first attempt created.
     external_id = "SF_701000000000003AAA"
     [segment_id] = cerkl_controls.seed(
         {"segments": [{"description": "Lost", "external_id": external_id}]}

@@ -68,9 +68,7 @@ def forbidden_variants(value: str) -> set[str]:
     return {value, quote(value), quote_plus(value), quote(value, safe="")}
 
 
-def test_full_call_set_logs_no_secret_token_or_email(
-    make_hook, cerkl_controls, capture_all_loggers
-):
+def test_calls_log_no_secrets_or_emails(make_hook, cerkl_controls, capture_all_loggers):
     hook = make_hook(extras={"create_batch_size": 2})
     tokens: list[str] = []
     fetch_token = hook._fetch_token

@@ -62,6 +62,16 @@ def test_invalid_extra_value_names_key(key, value):
     assert key in str(info.value)
 
 
+def test_invalid_headers_message_hides_values():
+    with pytest.raises(CerklConfigError) as info:
+        CerklHookSettings.from_extras(
+            {"headers": {"Authorization": "Bearer s3cr3t-value", "X-Retries": 3}}, conn_id="c"
+        )
+
+    assert "X-Retries" in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)
+
+
 def test_field_name_overrides_merge_with_defaults():
     settings = CerklHookSettings.from_extras(
         {"field_names": {"email": "email_address"}}, conn_id="c"
