@@ -222,7 +222,14 @@ class RestApi:
                 raise SalesforceApiError(400, "MISSING_ARGUMENT", "Id not specified", ["Id"])
             return {"id": records.update_record(self.store, sobject, record_id, values)}
 
-        return 200, self._run_collection(items, write, bool(body.get("allOrNone", False)))
+        all_or_none = bool(body.get("allOrNone", False))
+        results = self._run_collection(items, write, all_or_none)
+        if operation == "create":
+            # A rolled-back create leaves no record, so its result carries no Id.
+            for result in results:
+                if not result["success"]:
+                    result["id"] = None
+        return 200, results
 
     def collection_delete(self, ids: list[str], all_or_none: bool) -> Result:
         """Delete up to 200 records by Id."""

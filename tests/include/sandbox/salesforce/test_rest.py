@@ -16,7 +16,6 @@ from simple_salesforce.exceptions import (
 )
 
 from include.sandbox.salesforce.app import endpoint_key
-from include.sandbox.salesforce.ids import normalize_id
 
 
 def _contacts(count: int, prefix: str = "Person") -> list[dict[str, Any]]:
@@ -208,6 +207,7 @@ def test_collection_all_or_none_rolls_back(sf: Salesforce) -> None:
         "INVALID_EMAIL_ADDRESS",
         "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     ]
+    assert [result["id"] for result in results] == [None, None, None]
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
 
 
@@ -491,7 +491,56 @@ def test_endpoint_key(method: str, path: str, key: str | None) -> None:
     assert endpoint_key(method, path) == key
 
 
-def test_normalize_id_rejects_bad_suffix() -> None:
-    assert normalize_id("0015000000Gv7qJAAA") is None
-    assert normalize_id("0015000000Gv7qJaar") == "0015000000Gv7qJAAR"
-    assert normalize_id("short") is None
+def test_retrieve_selected_fields(sf: Salesforce) -> None:
+    record_id = sf.Contact.create({"LastName": "Fields", "Title": "Chief"})["id"]
+    record = sf.restful(f"sobjects/Contact/{record_id}", params={"fields": "Title,LastName"})
+    assert set(record) == {"attributes", "Title", "LastName"}
+    assert record["Title"] == "Chief"
+
+
+def test_query_all_pages_include_deleted(sf: Salesforce, sf_server: Any) -> None:
+    contacts = _contacts(2100)
+    for contact in contacts[:50]:
+        contact["IsDeleted"] = True
+    sf_server.seed("Contact", contacts)
+    live = list(sf.query_all_iter("SELECT Id FROM Contact"))
+    everything = list(sf.query_all_iter("SELECT Id, IsDeleted FROM Contact", include_deleted=True))
+    assert len(live) == 2050
+    assert len(everything) == 2100
+    assert sum(record["IsDeleted"] for record in everything) == 50
+
+
+def test_seed_and_reset_control_routes(sf: Salesforce, sf_server: Any) -> None:
+    seeded = sf_server.control("POST", "seed", {"records": {"Account": [{"Name": "Seeded"}]}})
+    (account_id,) = seeded["ids"]["Account"]
+    assert sf.Account.get(account_id)["Name"] == "Seeded"
+    sf_server.control("POST", "reset")
+    assert sf_server.sandbox.store.count("Account") == 0
+
+
+def test_api_usage_restarts_each_sandbox_day(sf: Salesforce, sf_server: Any) -> None:
+    sf_server.control("PUT", "api_limit", {"max": 10, "used": 10})
+    with pytest.raises(SalesforceRefusedRequest):
+        sf.query("SELECT COUNT() FROM Contact")
+    sf_server.control("POST", "clock/advance", {"seconds": 86_400})
+    sf = sf_server.client()
+    sf.query("SELECT COUNT() FROM Contact")
+    assert sf.api_usage["api-usage"].used == 1
+    sf_server.control("PUT", "clock", {})
+
+
+def test_limit_header_on_error_response(sf: Salesforce, sf_server: Any) -> None:
+    response = requests.get(
+        f"{sf_server.url}/services/data/v59.0/query",
+        params={"q": "SELECT Nope FROM Contact"},
+        headers={"Authorization": f"Bearer {sf.session_id}"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.headers["Sforce-Limit-Info"].startswith("api-usage=")
+
+
+def test_control_route_rejects_invalid_body(sf_server: Any) -> None:
+    response = requests.put(f"{sf_server.url}/__sandbox__/api_limit", json={"max": -1}, timeout=10)
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == "INVALID_CONTROL_REQUEST"
