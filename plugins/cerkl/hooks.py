@@ -24,6 +24,7 @@ from typing import Any
 import requests
 import tenacity
 from airflow.providers.http.hooks.http import HttpHook
+from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
@@ -127,7 +128,12 @@ class CerklHook(HttpHook):
         at once. The rate budget always sleeps in real time.
     :param clock: monotonic clock in seconds for the retry deadline and token expiry.
     :param jitter: function returning a number in [0, 1) that spreads retry waits.
-    :param kwargs: passed to :class:`HttpHook` (e.g. ``tcp_keep_alive`` settings).
+    :param tcp_keep_alive: enable TCP keep-alive on the connections, as in :class:`HttpHook`.
+    :param tcp_keep_alive_idle: seconds of idle time before the first keep-alive probe.
+    :param tcp_keep_alive_count: keep-alive probes before the connection is dropped.
+    :param tcp_keep_alive_interval: seconds between keep-alive probes.
+    :param kwargs: passed to :class:`HttpHook`; an ``adapter`` given there is mounted on
+        every thread's session in place of the keep-alive adapter.
     """
 
     conn_name_attr = "cerkl_conn_id"
@@ -142,9 +148,26 @@ class CerklHook(HttpHook):
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
         jitter: Callable[[], float] | None = None,
+        tcp_keep_alive: bool = True,
+        tcp_keep_alive_idle: int = 120,
+        tcp_keep_alive_count: int = 20,
+        tcp_keep_alive_interval: int = 30,
         **kwargs: Any,
     ) -> None:
-        super().__init__(method="GET", http_conn_id=cerkl_conn_id, **kwargs)
+        super().__init__(
+            method="GET",
+            http_conn_id=cerkl_conn_id,
+            tcp_keep_alive=tcp_keep_alive,
+            tcp_keep_alive_idle=tcp_keep_alive_idle,
+            tcp_keep_alive_count=tcp_keep_alive_count,
+            tcp_keep_alive_interval=tcp_keep_alive_interval,
+            **kwargs,
+        )
+        self._keep_alive = (
+            (tcp_keep_alive_idle, tcp_keep_alive_count, tcp_keep_alive_interval)
+            if tcp_keep_alive
+            else None
+        )
         self.cerkl_conn_id = cerkl_conn_id
         self._sleep = sleep or time.sleep
         self._clock = clock or time.monotonic
@@ -249,15 +272,30 @@ class CerklHook(HttpHook):
         session.headers.update({"Accept": "application/json"})
         session.headers.update(settings.headers)
         session.verify = settings.verify
-        adapter = TCPKeepAliveAdapter(
-            pool_connections=1, pool_maxsize=settings.max_concurrent_requests, max_retries=0
-        )
+        adapter = self._new_adapter(settings.max_concurrent_requests)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self._local.session = session
         with self._config_lock:
             self._sessions.append(session)
         return session
+
+    def _new_adapter(self, pool_size: int) -> HTTPAdapter:
+        # An adapter passed to the hook is shared by every thread's session, which urllib3's
+        # connection pools allow.
+        if self.adapter is not None:
+            return self.adapter
+        if self._keep_alive is None:
+            return HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        idle, count, interval = self._keep_alive
+        return TCPKeepAliveAdapter(
+            idle=idle,
+            count=count,
+            interval=interval,
+            pool_connections=1,
+            pool_maxsize=pool_size,
+            max_retries=0,
+        )
 
     def _count(self, key: str) -> None:
         with self._counter_lock:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from cerkl import hooks as hooks_module
 from cerkl.hooks import CerklHook
+from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
 
 def test_connection_read_once_across_calls_and_threads(make_hook, monkeypatch):
@@ -137,3 +138,17 @@ def test_concurrency_limit_bounds_requests_in_flight(make_hook, cerkl_controls, 
 
     assert peak <= 2
     assert hook.api_calls["GET subscriber_privacy_level"] == 12
+
+
+def test_session_adapter_pool_and_keep_alive(make_hook):
+    keep_alive = make_hook(extras={"max_concurrent_requests": 3})
+    plain = make_hook(conn_id="cerkl_plain", tcp_keep_alive=False)
+
+    keep_alive_adapter = keep_alive.get_conn().get_adapter("http://127.0.0.1")
+    plain_adapter = plain.get_conn().get_adapter("http://127.0.0.1")
+
+    assert isinstance(keep_alive_adapter, TCPKeepAliveAdapter)
+    assert keep_alive_adapter._pool_maxsize == 3
+    assert keep_alive_adapter.max_retries.total == 0
+    assert not isinstance(plain_adapter, TCPKeepAliveAdapter)
+    assert plain.list_privacy_levels()
