@@ -82,9 +82,8 @@ class SubscriberCreateResult:
 
 @dataclass
 class _RequestHistory:
-    """Attempts of one logical request, kept for the caller's reconciliation."""
+    """Whether any attempt of one logical request failed with an unknown outcome."""
 
-    attempts: int = 0
     outcome_unknown: bool = False
 
 
@@ -360,7 +359,8 @@ class CerklHook(HttpHook):
         :param template: path template relative to the base URL, numeric ids as ``{id}``.
         :param ids: the ids filled into ``template`` in order.
         :param data: records sent in the request envelope.
-        :param history: filled with the attempts made, for the caller's reconciliation.
+        :param history: records whether an attempt had an unknown outcome, for the caller's
+            reconciliation.
         :param reconcile: called before a retry that follows an attempt with an unknown
             outcome; a result other than None is returned instead of sending again.
         :raises CerklApiError: for an error response that is not retried.
@@ -432,7 +432,6 @@ class CerklHook(HttpHook):
                             path,
                         )
                         return reconciled
-                history.attempts += 1
                 try:
                     return self._attempt(
                         config, method, template, path, params, json_body, form, auth, bearer,
