@@ -13,7 +13,7 @@ from cerkl.exceptions import (
 )
 from cerkl.hooks import CerklHook
 
-from tests.plugins.cerkl.conftest import set_connection, subscriber
+from tests.plugins.cerkl.helpers import set_connection, subscriber
 
 
 def seed_subscribers(controls, *records) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from cerkl.exceptions import CerklError
 
-from tests.plugins.cerkl.conftest import CLIENT_ID, CLIENT_SECRET, subscriber
+from tests.plugins.cerkl.helpers import CLIENT_ID, CLIENT_SECRET, subscriber
 
 
 class CapturingHandler(logging.Handler):

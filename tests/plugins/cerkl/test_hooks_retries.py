@@ -11,7 +11,7 @@ from cerkl.exceptions import (
     CerklRetryError,
 )
 
-from tests.plugins.cerkl.conftest import FakeClock, RecordingSleep, subscriber
+from tests.plugins.cerkl.helpers import FakeClock, RecordingSleep, subscriber
 
 SUBSCRIBERS = "^/v3/subscriber$"
 
