@@ -194,6 +194,14 @@ def parse_config(values: Mapping[str, Any] | str | None) -> SyncConfig:
             f"{CONFIG_VARIABLE}.missing_last_name must not be empty, got "
             f"{config.missing_last_name!r}; Salesforce requires a LastName."
         )
+    if config.contact_fields.unsubscribe not in config.opt_out_fields:
+        # The unsubscribe flow sets this checkbox, and that write is a later Contact change.
+        # Without it in the list, the Contact would look like its opt-out was cleared after the
+        # Cerkl unsubscribe, and the next run would subscribe it again.
+        raise ConfigError(
+            f"{CONFIG_VARIABLE}.opt_out_fields is {list(config.opt_out_fields)!r}; it must "
+            f"include contact_fields.unsubscribe ({config.contact_fields.unsubscribe!r})."
+        )
     if not config.contact_fields.last_name.strip():
         raise ConfigError(
             f"{CONFIG_VARIABLE}.contact_fields.last_name must not be empty, got "
@@ -212,6 +220,11 @@ def load_config() -> SyncConfig:
     from airflow.sdk import Variable
 
     return parse_config(Variable.get(CONFIG_VARIABLE, default=None))
+
+
+def load_config_from_environment() -> SyncConfig:
+    """Read the settings from ``AIRFLOW_VAR_CERKL_SYNC_CONFIG``, for tools outside a task."""
+    return parse_config(os.environ.get("AIRFLOW_VAR_" + CONFIG_VARIABLE.upper()))
 
 
 def load_organization_id() -> str:

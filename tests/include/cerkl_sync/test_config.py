@@ -56,9 +56,9 @@ def test_parse_config_nested_contact_fields() -> None:
 
 
 def test_parse_config_lists_become_tuples() -> None:
-    config = parse_config({"opt_out_fields": ["A__c"], "campaign_types": []})
+    config = parse_config({"opt_out_fields": ["Cerkl_Unsubscribe__c"], "campaign_types": []})
 
-    assert config.opt_out_fields == ("A__c",)
+    assert config.opt_out_fields == ("Cerkl_Unsubscribe__c",)
     assert config.campaign_types == ()
 
 
@@ -152,3 +152,31 @@ def test_parse_config_nan_threshold_rejected() -> None:
         parse_config('{"reject_share_threshold": NaN}')
 
     assert "reject_share_threshold" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"opt_out_fields": []},
+        {"opt_out_fields": ["HasOptedOutOfEmail"]},
+        {"contact_fields": {"unsubscribe": "Newsletter_Opt_Out__c"}},
+    ],
+)
+def test_parse_config_opt_out_fields_need_unsubscribe(values: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(values)
+
+    message = str(caught.value)
+    assert "cerkl_sync_config.opt_out_fields is" in message
+    assert "must include contact_fields.unsubscribe" in message
+
+
+def test_parse_config_custom_unsubscribe_in_opt_out_fields() -> None:
+    config = parse_config(
+        {
+            "contact_fields": {"unsubscribe": "Newsletter_Opt_Out__c"},
+            "opt_out_fields": ["Newsletter_Opt_Out__c"],
+        }
+    )
+
+    assert config.opt_out_fields == ("Newsletter_Opt_Out__c",)

@@ -250,14 +250,14 @@ def test_contact_from_salesforce_any_opt_out_checkbox(
 
 
 def test_contact_from_salesforce_configured_opt_out_fields() -> None:
-    config = parse_config({"opt_out_fields": ["Do_Not_Mail__c"]})
+    config = parse_config({"opt_out_fields": ["Cerkl_Unsubscribe__c", "Do_Not_Mail__c"]})
 
     flagged = contact_from_salesforce(_salesforce_row(Do_Not_Mail__c=True), config)
-    unsubscribed_only = contact_from_salesforce(_salesforce_row(Cerkl_Unsubscribe__c=True), config)
+    has_opted_out_only = contact_from_salesforce(_salesforce_row(HasOptedOutOfEmail=True), config)
 
     assert flagged["opted_out"] is True
-    assert unsubscribed_only["opted_out"] is False
-    assert unsubscribed_only["unsubscribe_flag"] is True
+    assert has_opted_out_only["opted_out"] is False
+    assert has_opted_out_only["has_opted_out"] is True
 
 
 def test_contact_from_salesforce_fallback_last_name_is_none() -> None:
