@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import tests.airflow_home  # noqa: F401  (sets AIRFLOW_HOME before Airflow is imported)
 from include.sandbox.client import SandboxControlClient
 from include.sandbox.runner import RunningSandbox, start_sandbox
 from tests.include.sandbox.cerkl.api_client import CerklApi

@@ -77,6 +77,14 @@ class TaskClients:
             state.dispose()
 
 
+def _is_configuration_error(exc: BaseException) -> bool:
+    from cerkl.exceptions import CerklConfigError
+
+    from include.cerkl_sync.config import ConfigError
+
+    return isinstance(exc, ConfigError | CerklConfigError)
+
+
 @contextmanager
 def task_clients(run_info: dict[str, Any], context: Any = None) -> Iterator[TaskClients]:
     """Yield the task's clients; push their API call counts to XCom when the task ends."""
@@ -86,6 +94,11 @@ def task_clients(run_info: dict[str, Any], context: Any = None) -> Iterator[Task
     except BaseException as exc:
         if context is not None:
             context["ti"].xcom_push(key=ERROR_KEY, value=type(exc).__name__)
+        if _is_configuration_error(exc):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # A retry cannot fix a bad setting: fail now so the alert goes out at once.
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         raise
     finally:
         calls = clients.api_calls()

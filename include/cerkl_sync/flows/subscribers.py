@@ -403,6 +403,8 @@ def apply_subscriber_changes(
     state: SyncStateStore,
 ) -> tuple[FlowResult, FlowResult]:
     """Write subscriber name, email, score and interest changes to linked Contacts."""
+    from cerkl.exceptions import CerklNotFoundError
+
     config = run.config
     changes_result = FlowResult(CHANGES_FLOW)
     interests_result = FlowResult(INTERESTS_FLOW)
@@ -422,6 +424,10 @@ def apply_subscriber_changes(
         for subscriber_id, ranked, error in run_in_threads(
             cerkl.get_subscriber_interests, [s["id"] for s in linked], workers=config.cerkl_workers
         ):
+            if isinstance(error, CerklNotFoundError):
+                # Unsubscribed since it was read (perhaps by this run): no interests to copy.
+                interests_result.counts["skipped"] += 1
+                continue
             if error is not None:
                 _raise_if_systemic(error)
                 interests_result.reject(
