@@ -381,7 +381,7 @@ def _make_rest_endpoint(sandbox: SalesforceSandbox) -> Callable[[Request], Await
         if not allowed:
             response = render_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         else:
-            parts = [part for part in request.path_params["rest"].split("/") if part]
+            parts = [part for part in request.path_params.get("rest", "").split("/") if part]
             try:
                 response = await _dispatch_rest(sandbox, request, version_text, parts)
             except SalesforceApiError as exc:

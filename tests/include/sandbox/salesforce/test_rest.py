@@ -544,3 +544,11 @@ def test_control_route_rejects_invalid_body(sf_server: Any) -> None:
     response = requests.put(f"{sf_server.url}/__sandbox__/api_limit", json={"max": -1}, timeout=10)
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "INVALID_CONTROL_REQUEST"
+
+
+def test_version_root_lists_resources(sf: Salesforce, sf_server: Any) -> None:
+    headers = {"Authorization": f"Bearer {sf.session_id}"}
+    for path in ("/services/data/v59.0", "/services/data/v59.0/"):
+        response = requests.get(f"{sf_server.url}{path}", headers=headers, timeout=10)
+        assert response.status_code == 200
+        assert response.json()["query"] == "/services/data/v59.0/query"
