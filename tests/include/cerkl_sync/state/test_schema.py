@@ -21,6 +21,7 @@ from include.cerkl_sync.state import (
 )
 from include.cerkl_sync.state.__main__ import main as state_main
 from include.cerkl_sync.state.models import Base
+from include.cerkl_sync.state.store import MIGRATIONS_DIR, SCHEMA_REVISION
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[4]
 EXPECTED_TABLES = {"alembic_version", "contact_link", "segment_link", "sync_lock", "sync_window"}
@@ -67,6 +68,16 @@ def test_models_match_migrations(empty_url: str) -> None:
 
     engine.dispose()
     assert differences == []
+
+
+def test_schema_revision_is_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
 
 
 def test_check_unmigrated_asks_for_migrate(empty_url: str) -> None:
@@ -181,8 +192,6 @@ def test_from_connection_missing_connection(monkeypatch: pytest.MonkeyPatch) -> 
 def test_alembic_env_migrates_from_x_url(sqlite_url: str) -> None:
     from alembic import command
     from alembic.config import Config
-
-    from include.cerkl_sync.state.store import MIGRATIONS_DIR
 
     config = Config(cmd_opts=type("Options", (), {"x": [f"url={sqlite_url}"]})())
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
