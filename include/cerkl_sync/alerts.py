@@ -116,7 +116,8 @@ class SyncFailureNotifier:
     def __call__(self, context: Mapping[str, Any]) -> None:
         text = alert_text(context)
         dag_run = context.get("dag_run")
-        subject = f"[Airflow] {getattr(dag_run, 'dag_id', 'DAG')} run failed: {getattr(dag_run, 'run_id', '')}"
+        dag_id = getattr(dag_run, "dag_id", "DAG")
+        subject = f"[Airflow] {dag_id} run failed: {getattr(dag_run, 'run_id', '')}"
         if self.email_to:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 

@@ -51,7 +51,9 @@ def _utc(value: datetime) -> datetime:
         raise ValueError(
             f"Window bound {value.isoformat()} has no time zone; pass aware UTC times."
         )
-    return value.astimezone(UTC)
+    # A plain datetime, because Airflow hands out pendulum DateTimes, whose arithmetic
+    # results do not compare with standard-library datetimes.
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
 def compute_windows(

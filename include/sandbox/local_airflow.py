@@ -125,7 +125,9 @@ def run_dag(
     dag: Any, logical_date: datetime | None, conf: dict[str, Any] | None = None
 ) -> RunOutcome:
     """Run the DAG once in this process and return its outcome and report."""
-    dag_run = dag.test(logical_date=logical_date, run_conf=conf or {})
+    # Every param is passed: dag.test() keeps the conf of an earlier run in the DAG object.
+    run_conf = {"dry_run": False, "full_sync": False, **(conf or {})}
+    dag_run = dag.test(logical_date=logical_date, run_conf=run_conf)
     path = report_path_for(dag_run.run_id)
     report = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}

@@ -19,6 +19,7 @@ from include.cerkl_sync.planning.campaigns import (
     plan_campaign,
     segment_external_id,
 )
+from include.cerkl_sync.planning.pairs import field_digest
 
 if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
@@ -104,8 +105,13 @@ def sync_segments(
     live = [c for c in campaigns if in_scope(c, config.campaign_types)]
     members = _members_by_campaign(salesforce, [c["Id"] for c in live])
     contact_ids = {m["ContactId"] for rows in members.values() for m in rows if m.get("ContactId")}
+    # Links of unsubscribed people stay (the opt-out must keep holding), but Cerkl cannot put
+    # an unsubscribe in a segment, so those members count as not linked.
+    unsubscribed = field_digest("opted_out", True)
     subscriber_by_contact = {
-        cid: link.subscriber_id for cid, link in state.get_links_by_contact(contact_ids).items()
+        cid: link.subscriber_id
+        for cid, link in state.get_links_by_contact(contact_ids).items()
+        if link.synced_values.get("opted_out") != unsubscribed
     }
 
     for campaign in campaigns:
@@ -200,6 +206,10 @@ def _apply_members(
         ):
             if error is None or (kind == "remove_member" and isinstance(error, CerklNotFoundError)):
                 result.counts[counter] += 1
+                continue
+            if isinstance(error, CerklNotFoundError):
+                # The subscriber unsubscribed since it was linked; nothing to add.
+                result.counts["skipped"] += 1
                 continue
             if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
                 raise error

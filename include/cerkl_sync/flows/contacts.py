@@ -142,6 +142,16 @@ def plan_contact_changes(
             if not c["is_deleted"]
         }
         by_id = {c["id"]: c for c in contacts}
+        # Linked Contacts whose values all equal the last-synced ones have nothing to send,
+        # so their subscribers are not read and they are not planned.
+        unchanged = {
+            cid
+            for cid, sid in linked_ids.items()
+            if sid is not None
+            and int(sid) not in changed
+            and cid in links
+            and not _needs_cerkl_read(by_id[cid], links[cid])
+        }
         to_read = sorted(
             {
                 int(sid)
@@ -197,7 +207,7 @@ def plan_contact_changes(
                     unsubscribes_by_email[key] = unsubscribe
 
         plan = plan_contacts_to_subscribers(
-            contacts,
+            [c for c in contacts if c["id"] not in unchanged],
             links=links,
             subscribers=subscribers,
             changed_subscriber_ids=set(changed),
@@ -208,6 +218,8 @@ def plan_contact_changes(
             conflict_rule=config.conflict_rule,
             new_subscriber_cap=max(0, run.new_subscriber_cap - created_so_far),
         )
+        for contact_id in sorted(unchanged):
+            plan.skip("Contact", contact_id, "UNCHANGED")
         created_so_far += sum(1 for a in plan.actions if a["action"] == "create")
         plan_refs.append(batches.put([plan.to_dict()], label="contacts-plan"))
         result.absorb_plan(plan)
@@ -319,11 +331,16 @@ class _ContactApplier:
                 self.result.counts[
                     "created" if action["action"] == "create" else "resubscribed"
                 ] += 1
+                # Cerkl may fill a field the Contact lacks (a first name taken from the
+                # address); the Contact takes that value so that the pair agrees.
+                filled = _values_filled_by_cerkl(action["subscriber"], subscriber)
+                synced = dict(action.get("synced_values", {}))
+                synced.update({name: field_digest(name, value) for name, value in filled.items()})
                 links_to_save.append(
                     self._link(
                         action["contact_id"],
                         int(subscriber["id"]),
-                        action.get("synced_values", {}),
+                        synced,
                         opted_out=False,
                         action=action,
                         subscriber=subscriber,
@@ -332,7 +349,17 @@ class _ContactApplier:
                 salesforce_updates.append(
                     {
                         "Id": action["contact_id"],
-                        **contact_writes({"subscriber_id": subscriber["id"]}, self.config),
+                        **contact_writes(
+                            {
+                                "subscriber_id": subscriber["id"],
+                                **filled,
+                                # A new subscriber's score and (empty) interests, written with
+                                # the link so that the next run has nothing left to copy.
+                                "engagement_score": subscriber.get("engagement_score"),
+                                "interests": [None] * len(self.config.contact_fields.interests),
+                            },
+                            self.config,
+                        ),
                     }
                 )
                 resolved.append(action["contact_id"])
@@ -388,6 +415,13 @@ class _ContactApplier:
                 if error is not None and not self._record_error(action, error):
                     continue
                 self.result.counts[counter] += 1
+                if action.get("salesforce_changes"):
+                    salesforce_updates.append(
+                        {
+                            "Id": action["contact_id"],
+                            **contact_writes(action["salesforce_changes"], self.config),
+                        }
+                    )
                 links_to_save.append(
                     self._link(
                         action["contact_id"],
@@ -402,6 +436,13 @@ class _ContactApplier:
 
         for action in by_kind.get("adopt_link", []):
             self.result.counts["linked"] += 1
+            if action.get("salesforce_changes"):
+                salesforce_updates.append(
+                    {
+                        "Id": action["contact_id"],
+                        **contact_writes(action["salesforce_changes"], self.config),
+                    }
+                )
             links_to_save.append(
                 self._link(
                     action["contact_id"],
@@ -501,6 +542,16 @@ class _ContactApplier:
             "Contact", action["contact_id"], f"CERKL_{action['action'].upper()}_FAILED: {code}"
         )
         return False
+
+
+def _values_filled_by_cerkl(sent: Mapping[str, Any], created: Mapping[str, Any]) -> dict[str, Any]:
+    """Return shared fields that were blank in the create but hold a value in Cerkl's answer."""
+    filled = {}
+    for name in ("first_name", "last_name"):
+        value = created.get(name)
+        if not sent.get(name) and isinstance(value, str) and value.strip():
+            filled[name] = value
+    return filled
 
 
 def parse_window_time(value: str) -> datetime:

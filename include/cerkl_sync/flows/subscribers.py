@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from include.cerkl_sync.batches import BatchRef, BatchStore
@@ -26,7 +26,7 @@ from include.cerkl_sync.flows.common import (
 )
 from include.cerkl_sync.planning import subscribers as new_subscribers
 from include.cerkl_sync.planning import writeback
-from include.cerkl_sync.planning.pairs import field_digest
+from include.cerkl_sync.planning.pairs import reconcile_pair
 from include.cerkl_sync.planning.subscribers import match_subscribers_to_contacts
 from include.cerkl_sync.records import (
     contact_from_salesforce,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
 
     from include.cerkl_sync.salesforce_io import SalesforceClient
-    from include.cerkl_sync.state import Link, SyncStateStore
+    from include.cerkl_sync.state import SyncStateStore
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,13 @@ def link_new_subscribers(
     result = FlowResult(NEW_FLOW)
     for ref in unlinked_refs:
         subscribers = BatchStore.get(ref)
+        held = _contacts_holding_link(salesforce, run, subscribers)
+        adopted = [
+            _adopt_action(held[s["id"]], s, config.conflict_rule)
+            for s in subscribers
+            if s["id"] in held
+        ]
+        subscribers = [s for s in subscribers if s["id"] not in held]
         keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
         found = _query_contacts(salesforce, run, fields.email, keys)
         holders = state.get_links_by_contact(c["id"] for c in found)
@@ -207,6 +214,7 @@ def link_new_subscribers(
             missing_last_name=config.missing_last_name,
             conflict_rule=config.conflict_rule,
         )
+        plan.actions.extend(adopted)
         result.absorb_plan(plan)
         if run.dry_run:
             for action in plan.actions:
@@ -220,6 +228,42 @@ def link_new_subscribers(
             [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
         )
     return result
+
+
+def _contacts_holding_link(
+    salesforce: SalesforceClient, run: RunInfo, subscribers: Sequence[Mapping[str, Any]]
+) -> dict[int, dict[str, Any]]:
+    """Return Contacts whose subscriber-id field already holds one of these subscribers.
+
+    Such a link exists in Salesforce but not yet in the state DB (an org where the
+    integration ran before, or a rebuilt state DB); it is adopted, never duplicated.
+    """
+    field = run.config.contact_fields.subscriber_id
+    found = _query_contacts(salesforce, run, field, [str(s["id"]) for s in subscribers])
+    return {c["subscriber_id"]: c for c in found if not c["is_deleted"] and c["subscriber_id"]}
+
+
+def _adopt_action(
+    contact: Mapping[str, Any], subscriber: Mapping[str, Any], conflict_rule: str
+) -> dict[str, Any]:
+    decision = reconcile_pair(
+        contact=contact,
+        subscriber=subscriber,
+        synced_values={},
+        salesforce_seen_at=None,
+        cerkl_seen_at=None,
+        conflict_rule=conflict_rule,
+    )
+    return {
+        "action": "link",
+        "subscriber_id": int(subscriber["id"]),
+        "contact_id": contact["id"],
+        "salesforce_changes": decision.to_salesforce,
+        "cerkl_changes": decision.to_cerkl,
+        "synced_values": decision.synced_values,
+        "salesforce_seen_at": contact.get("modstamp"),
+        "cerkl_seen_at": subscriber.get("modified"),
+    }
 
 
 def _apply_new_subscriber_plan(
@@ -324,8 +368,13 @@ def apply_unsubscribes(
     for ref in unsubscribe_refs:
         unsubscribes = BatchStore.get(ref)
         links = state.get_links_by_subscriber(u["id"] for u in unsubscribes)
+        held = _contacts_holding_link(
+            salesforce, run, [u for u in unsubscribes if u["id"] not in links]
+        )
         unlinked = [
-            u for u in unsubscribes if u["id"] not in links and normalize_email(u.get("email"))
+            u
+            for u in unsubscribes
+            if u["id"] not in links and u["id"] not in held and normalize_email(u.get("email"))
         ]
         found = _query_contacts(
             salesforce, run, fields.email, [normalize_email(u["email"]) for u in unlinked]
@@ -336,10 +385,11 @@ def apply_unsubscribes(
             sid: match["contact_id"]
             for sid, match in match_subscribers_to_contacts(unlinked, candidates).items()
         }
+        matches.update({sid: contact["id"] for sid, contact in held.items()})
         linked_contacts = _query_contacts(
             salesforce, run, "Id", [link.contact_id for link in links.values()]
         )
-        contacts = {c["id"]: c for c in linked_contacts + candidates}
+        contacts = {c["id"]: c for c in linked_contacts + candidates + list(held.values())}
         plan = writeback.plan_unsubscribes_to_contacts(
             unsubscribes,
             links_by_subscriber=links,
@@ -382,6 +432,7 @@ def apply_unsubscribes(
                         action["subscriber_id"],
                         {},
                         opted_out=True,
+                        salesforce_seen_at=contacts[action["contact_id"]].get("modstamp"),
                         previous=existing,
                     )
                 )
@@ -462,6 +513,8 @@ def apply_subscriber_changes(
                 merged.setdefault(action["contact_id"], {}).update(action["changes"])
                 owners.setdefault(action["contact_id"], []).append((result, action))
         rows = [{"Id": cid, **contact_writes(changes, config)} for cid, changes in merged.items()]
+        for row in rows:
+            log.info("Contact %s: updating %s", row["Id"], ", ".join(sorted(set(row) - {"Id"})))
         outcomes = salesforce.update("Contact", rows) if rows else []
         new_links = []
         for row, outcome in zip(rows, outcomes, strict=True):

@@ -245,9 +245,13 @@ def _plan_linked(
 
     if subscriber is None:
         was_opted_out = synced.get("opted_out") == field_digest("opted_out", True)
+        # The Contact must have changed since the sync saw it opted out: a Contact read before
+        # this run marked it opted out still shows the old, cleared flags.
+        seen = link.salesforce_seen_at if link is not None else None
         cleared_after = (
             not contact.get("opted_out")
             and was_opted_out
+            and (seen is None or _later(contact.get("modstamp"), seen.isoformat()))
             and _later(contact.get("modified"), unsubscribe.get("unsubscribed_at"))
         )
         if contact.get("opted_out"):
@@ -303,6 +307,9 @@ def _plan_linked(
             changes=changes,
             synced_values=decision.synced_values,
             adopt=adopt,
+            # A link found in Salesforce but new to the state DB is reconciled here in both
+            # directions; known links get their Salesforce writes from the Cerkl-side flow.
+            salesforce_changes=decision.to_salesforce if adopt else {},
         )
     elif adopt:
         plan.add(
@@ -310,6 +317,7 @@ def _plan_linked(
             contact_id=contact_id,
             subscriber_id=subscriber_id,
             synced_values=decision.synced_values,
+            salesforce_changes=decision.to_salesforce,
         )
     else:
         plan.skip("Contact", contact_id, "UNCHANGED")

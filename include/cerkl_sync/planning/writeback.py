@@ -17,6 +17,7 @@ are not echoed back.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from include.cerkl_sync.planning.pairs import field_digest, reconcile_pair
@@ -30,7 +31,10 @@ INTEREST_SLOTS = 5
 
 
 def opt_out_cleared_after(
-    contact: Mapping[str, Any], unsubscribe: Mapping[str, Any], synced_values: Mapping[str, str]
+    contact: Mapping[str, Any],
+    unsubscribe: Mapping[str, Any],
+    synced_values: Mapping[str, str],
+    salesforce_seen_at: datetime | None = None,
 ) -> bool:
     """Tell whether a Contact's opt-out was cleared after a Cerkl unsubscribe that allows it.
 
@@ -41,6 +45,10 @@ def opt_out_cleared_after(
     if unsubscribe.get("self_unsubscribed") or contact.get("opted_out"):
         return False
     if synced_values.get("opted_out") != field_digest("opted_out", True):
+        return False
+    modstamp = parse_timestamp(contact.get("modstamp"))
+    if salesforce_seen_at is not None and (modstamp is None or modstamp <= salesforce_seen_at):
+        # Not changed since the sync saw it opted out: the cleared flags are a stale read.
         return False
     modified = parse_timestamp(contact.get("modified"))
     unsubscribed = parse_timestamp(unsubscribe.get("unsubscribed_at"))
@@ -77,10 +85,13 @@ def plan_unsubscribes_to_contacts(
             plan.skip("unsubscribe", str(subscriber_id), "CONTACT_DELETED")
             continue
         synced = link.synced_values if link is not None else {}
-        if opt_out_cleared_after(contact, unsubscribe, synced):
+        seen = link.salesforce_seen_at if link is not None else None
+        if opt_out_cleared_after(contact, unsubscribe, synced, seen):
             plan.skip("unsubscribe", str(subscriber_id), "OPT_OUT_CLEARED_IN_SALESFORCE")
             continue
-        needs_flag = not contact.get("unsubscribe_flag")
+        # A Contact already opted out by any configured checkbox keeps the opt-out on both
+        # sides; setting one more checkbox would only echo the sync's own unsubscribe.
+        needs_flag = not contact.get("unsubscribe_flag") and not contact.get("opted_out")
         needs_has_opted_out = set_has_opted_out and not contact.get("has_opted_out")
         if not needs_flag and not needs_has_opted_out and link is not None:
             plan.skip("unsubscribe", str(subscriber_id), "ALREADY_OPTED_OUT")
