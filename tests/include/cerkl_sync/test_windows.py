@@ -209,3 +209,20 @@ def test_sync_window_dict_round_trip() -> None:
     window = SyncWindow(flow="contacts_to_subscribers", start=DAY_START, end=DAY_END)
 
     assert SyncWindow.from_dict(window.to_dict()) == window
+
+
+def test_compute_windows_accepts_pendulum_datetimes() -> None:
+    import pendulum
+
+    windows = compute_windows(
+        interval_start=pendulum.instance(DAY_START),
+        interval_end=pendulum.instance(DAY_END),
+        last_window_ends={"contacts_to_subscribers": DAY_START - timedelta(days=2)},
+        now=pendulum.instance(NOW),
+        config=CONFIG,
+    )
+
+    window = windows["contacts_to_subscribers"]
+    assert window.start == DAY_START - timedelta(days=2)
+    assert window.end == DAY_END
+    assert type(window.end) is datetime

@@ -225,6 +225,7 @@ def test_plan_contacts_subscriber_id_without_link_adopted() -> None:
     assert len(plan.actions) == 1
     assert plan.actions[0]["action"] == "adopt_link"
     assert plan.actions[0]["subscriber_id"] == 101
+    assert plan.actions[0]["salesforce_changes"] == {}
     assert plan.actions[0]["synced_values"]["email"] == field_digest("email", "ada@example.com")
 
 
@@ -237,6 +238,16 @@ def test_plan_contacts_adopted_link_updates_difference() -> None:
     assert plan.actions[0]["action"] == "update"
     assert plan.actions[0]["changes"] == {"first_name": "Augusta"}
     assert plan.actions[0]["adopt"] is True
+
+
+def test_plan_contacts_adopted_link_takes_cerkl_newer() -> None:
+    plan = _plan(
+        [contact(subscriber_id=101, first_name="Ada", modified=T1)],
+        subscribers=[subscriber(first_name="Augusta", modified=T3)],
+    )
+
+    assert plan.actions[0]["action"] == "adopt_link"
+    assert plan.actions[0]["salesforce_changes"] == {"first_name": "Augusta"}
 
 
 def test_plan_contacts_actions_carry_seen_at() -> None:
@@ -296,6 +307,17 @@ def test_plan_contacts_admin_unsubscribe_never_opted_out_skipped() -> None:
         [contact(modified=T3)],
         links=[link(synced_values=digests(opted_out=False))],
         unsubscribes=[unsubscribe(unsubscribed_at=T1)],
+    )
+
+    assert _only_skip_reason(plan) == "UNSUBSCRIBED_IN_CERKL"
+
+
+def test_plan_contacts_stale_cleared_read_not_resubscribed() -> None:
+    # The Contact's modstamp is not newer than the link saw, so its cleared flags are stale.
+    plan = _plan(
+        [contact(modified=T3, modstamp=T1)],
+        links=[link(synced_values=digests(opted_out=True), salesforce_seen_at=T1)],
+        unsubscribes=[unsubscribe(unsubscribed_at=T0)],
     )
 
     assert _only_skip_reason(plan) == "UNSUBSCRIBED_IN_CERKL"

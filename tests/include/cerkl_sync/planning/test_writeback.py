@@ -15,6 +15,7 @@ from include.cerkl_sync.planning.writeback import (
     plan_unsubscribes_to_contacts,
     top_interests,
 )
+from include.cerkl_sync.records import parse_timestamp
 from include.cerkl_sync.state import Link
 from tests.include.cerkl_sync.planning.factories import (
     T0,
@@ -107,6 +108,20 @@ def test_opt_out_cleared_after_cases(
     assert cleared is expected
 
 
+@pytest.mark.parametrize(("seen_at", "expected"), [(T1, True), (T2, False), (T3, False)])
+def test_opt_out_cleared_after_stale_read(seen_at: str, expected: bool) -> None:
+    # A Contact not changed since the sync saw it opted out shows flags read before the
+    # opt-out, so they do not count as cleared.
+    cleared = opt_out_cleared_after(
+        contact(opted_out=False, modified=T3, modstamp=T2),
+        unsubscribe(unsubscribed_at=T0),
+        digests(opted_out=True),
+        parse_timestamp(seen_at),
+    )
+
+    assert cleared is expected
+
+
 # plan_unsubscribes_to_contacts
 
 
@@ -159,13 +174,14 @@ def test_plan_unsubscribes_already_opted_out_skipped(set_has_opted_out: bool) ->
     assert plan.skipped[0]["reason"] == "ALREADY_OPTED_OUT"
 
 
-def test_plan_unsubscribes_other_checkbox_still_sets_flag() -> None:
-    # HasOptedOutOfEmail alone makes the Contact opted out, but the sync's checkbox is unset.
+def test_plan_unsubscribes_other_checkbox_counts_as_opted_out() -> None:
+    # HasOptedOutOfEmail alone is an opt-out, so a second checkbox would only echo it.
     plan = _unsubscribes(
         [unsubscribe()], links=[link()], contacts=[contact(has_opted_out=True, opted_out=True)]
     )
 
-    assert plan.actions[0]["unsubscribe_flag"] is True
+    assert plan.actions == []
+    assert plan.skipped[0]["reason"] == "ALREADY_OPTED_OUT"
 
 
 def test_plan_unsubscribes_unlinked_matched_links() -> None:
