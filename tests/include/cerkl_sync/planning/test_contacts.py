@@ -372,10 +372,7 @@ def test_plan_contacts_link_existing_copies_newer_name() -> None:
 def test_plan_contacts_subscriber_linked_elsewhere_not_taken() -> None:
     plan = _plan([contact()], by_email=[subscriber()], linked_subscriber_ids=[101])
 
-    assert plan.actions == []
-    outcomes = plan.skipped + plan.rejected
-    assert len(outcomes) == 1
-    assert "LINKED" in outcomes[0]["reason"]
+    assert _only_skip_reason(plan) == "EMAIL_LINKED_TO_OTHER_CONTACT"
 
 
 def test_plan_contacts_duplicate_contacts_one_link() -> None:
@@ -386,7 +383,13 @@ def test_plan_contacts_duplicate_contacts_one_link() -> None:
 
     assert len(_actions(plan, "link")) == 1
     assert _actions(plan, "create") == []
-    assert len(plan.skipped) + len(plan.rejected) == 1
+    assert plan.skipped == [
+        {
+            "record_type": "Contact",
+            "record_id": "003000000000002AAA",
+            "reason": "EMAIL_LINKED_TO_OTHER_CONTACT",
+        }
+    ]
 
 
 def test_plan_contacts_duplicate_new_contacts_one_create() -> None:
