@@ -12,6 +12,7 @@ venv: $(STAMP)
 
 $(STAMP): requirements.lock requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade >/dev/null
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(PY) -m uv pip install --quiet --python $(PY) -r requirements.lock -r requirements-dev.lock
 	touch $(STAMP)
@@ -22,6 +23,11 @@ test: venv
 lint: venv
 	$(PY) -m ruff check dags plugins include tests bench
 	$(PY) -m ruff format --check dags plugins include tests bench
+
+# Seeds a sandbox org on first use (kept in .sandbox-data; DEMO_ARGS=--reset starts over),
+# runs the DAG for yesterday, prints the run summary and, last, the report's path.
+demo: venv
+	$(PY) -m include.sandbox.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .sandbox-data .airflow reports

@@ -28,6 +28,12 @@ class SandboxControlClient:
         self.timeout = timeout
         self.session = requests.Session()
 
+    def __enter__(self) -> SandboxControlClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Close the underlying HTTP session."""
         self.session.close()
