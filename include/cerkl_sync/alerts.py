@@ -1,6 +1,6 @@
 """Alerts for a failed sync run, sent through Airflow notifiers.
 
-One alert per failed run: the DAG's ``on_failure_callback`` holds the notifiers switched on
+One alert per failed run: the DAG's ``on_failure_callback`` contains the notifiers switched on
 by environment variables read at parse time (Variables must not be read at module level):
 
 - ``CERKL_SYNC_ALERT_EMAIL_TO``: comma-separated addresses; e-mail through ``SmtpNotifier``

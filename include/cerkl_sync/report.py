@@ -1,6 +1,6 @@
 """The run report: one JSON file per DAG run, validated against ``report.schema.json``.
 
-The report holds ids, counts and reason codes, never an email address or a name. It is
+The report contains ids, counts and reason codes, never an email address or a name. It is
 written by the DAG's last task, which runs whatever happened before it, so a failed run has a
 report too.
 """
@@ -113,7 +113,7 @@ def build_report(
 
 
 def summarize(report: Mapping[str, Any]) -> str:
-    """Return a few plain lines that say what the run did."""
+    """Return a few plain lines that summarize what the run did."""
     lines = [
         f"Run {report['run_id']} of {report['dag_id']}: {report['state']}"
         + (" (dry run)" if report["dry_run"] else "")

@@ -7,7 +7,7 @@ yesterday; with nothing changed in the sandbox they write nothing. The summary g
 output and the last line is the report's path. ``--reset`` starts over.
 
 Sandbox state, the sync-state DB and the Airflow home live in the data folder (default
-``.sandbox-data``), which holds generated personal data and is ignored by git.
+``.sandbox-data``), which contains generated personal data and is ignored by git.
 """
 
 from __future__ import annotations

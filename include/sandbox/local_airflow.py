@@ -32,7 +32,7 @@ CERKL_CLIENT_SECRET = "sandbox-client-secret"
 
 @dataclass
 class RunOutcome:
-    """What one DAG run left behind."""
+    """Outcome of one DAG run: its state, task states and report."""
 
     state: str
     run_id: str

@@ -1,4 +1,4 @@
-"""What every task of the sync shares: the run's settings, results, and client helpers."""
+"""Shared parts of the sync's tasks: the run's settings, flow results and client helpers."""
 
 from __future__ import annotations
 

@@ -248,8 +248,8 @@ def apply_contact_changes(
     """Carry out the planned Cerkl writes and record links; in a dry run, count them only.
 
     Creating links holds the state DB's link lock, so that only one task creates links at a
-    time. Creates are idempotent across task retries: a ``DUPLICATE_EMAIL`` answer turns into
-    a look-up, and the subscriber found is linked when no other Contact holds it.
+    time. Creates are idempotent across task retries: a ``DUPLICATE_EMAIL`` response turns into
+    a look-up, and the subscriber found is linked when no other Contact is linked to it.
     """
     result = FlowResult(FLOW)
     result.counts.update(plan_result.get("counts", {}))
@@ -510,7 +510,7 @@ class _ContactApplier:
         )
 
     def _claim_existing(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Find the subscriber a create collided with; claim it when no other Contact holds it."""
+        """Find the subscriber a create collided with; claim it when no other Contact is linked to it."""
         found = self.cerkl.find_subscriber_by_email(action["subscriber"]["email"])
         if found is None:
             return None
@@ -545,7 +545,7 @@ class _ContactApplier:
 
 
 def _values_filled_by_cerkl(sent: Mapping[str, Any], created: Mapping[str, Any]) -> dict[str, Any]:
-    """Return shared fields that were blank in the create but hold a value in Cerkl's answer."""
+    """Return shared fields that were blank in the create but contain a value in Cerkl's response."""
     filled = {}
     for name in ("first_name", "last_name"):
         value = created.get(name)

@@ -61,7 +61,7 @@ def extract_subscriber_changes(
     """Read Cerkl's changes of the window and the pending work of earlier runs.
 
     :return: ``{"changed": [BatchRef], "unlinked": [BatchRef], "unsubscribes": [BatchRef]}``
-        with counts; ``changed`` holds every subscriber modified in the window, ``unlinked``
+        with counts; ``changed`` contains every subscriber modified in the window, ``unlinked``
         those of them (and the pending ones) that no Contact is linked to.
     """
     from cerkl.exceptions import CerklNotFoundError
@@ -233,7 +233,7 @@ def link_new_subscribers(
 def _contacts_holding_link(
     salesforce: SalesforceClient, run: RunInfo, subscribers: Sequence[Mapping[str, Any]]
 ) -> dict[int, dict[str, Any]]:
-    """Return Contacts whose subscriber-id field already holds one of these subscribers.
+    """Return Contacts whose subscriber-id field already contains one of these subscribers.
 
     Such a link exists in Salesforce but not yet in the state DB (an org where the
     integration ran before, or a rebuilt state DB); it is adopted, never duplicated.
