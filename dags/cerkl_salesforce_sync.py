@@ -157,7 +157,7 @@ def cerkl_salesforce_sync():
                 clients.run, cerkl=clients.cerkl, state=clients.state, batches=clients.batches
             )
 
-    @task
+    @task(pool=POOL)
     def link_new_subscribers(run_info: dict, cerkl_changes: dict):
         """Link unlinked subscribers to Contacts, creating Contacts where none matches."""
         from include.cerkl_sync.flows import subscribers
