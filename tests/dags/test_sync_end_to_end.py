@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +71,19 @@ def _assert_counts_match_sandbox(outcome: RunOutcome) -> None:
 @pytest.fixture(scope="module")
 def world(sync_environment, sync_dag):
     """A generated org, fully synced once; the module's tests then run day by day."""
+    from include.cerkl_sync.batches import BatchStore
+
+    stored_files: list[str] = []
+    original_put = BatchStore.put
+
+    def counting_put(self, records, *, label):
+        ref = original_put(self, records, label=label)
+        if "path" in ref:
+            stored_files.append(ref["path"])
+        return ref
+
+    patcher = pytest.MonkeyPatch()
+    patcher.setattr(BatchStore, "put", counting_put)
     env = sync_environment
     env.reset()
     env.set_clocks(ORG_NOW)
@@ -79,7 +93,22 @@ def world(sync_environment, sync_dag):
     sf = sb.salesforce_client(env.sandbox.salesforce_url)
     api = CerklApi(env.sandbox.cerkl_url)
     first = _run(env, sync_dag, FIRST_DAY - timedelta(days=1), full_sync=True)
-    return {"env": env, "dag": sync_dag, "sf": sf, "api": api, "first": first}
+    patcher.undo()
+    return {
+        "env": env,
+        "dag": sync_dag,
+        "sf": sf,
+        "api": api,
+        "first": first,
+        "batch_files": stored_files,
+    }
+
+
+def test_large_batches_go_to_shared_storage_and_are_deleted(world):
+    # The tests' settings keep batches over 4 KiB out of XCom.
+    assert world["batch_files"], "no batch was written to the shared storage"
+    for path in world["batch_files"]:
+        assert not Path(path.removeprefix("file://")).exists(), path
 
 
 def test_full_sync_links_every_subscriber(world):
