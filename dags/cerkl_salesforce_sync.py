@@ -158,7 +158,7 @@ def cerkl_salesforce_sync():
             )
 
     @task(pool=POOL)
-    def link_new_subscribers(run_info: dict, cerkl_changes: dict):
+    def link_new_subscribers(run_info: dict, cerkl_changes: dict, contact_batches: dict):
         """Link unlinked subscribers to Contacts, creating Contacts where none matches."""
         from include.cerkl_sync.flows import subscribers
         from include.cerkl_sync.runtime import task_clients
@@ -171,6 +171,7 @@ def cerkl_salesforce_sync():
                 salesforce=clients.salesforce,
                 cerkl=clients.cerkl,
                 state=clients.state,
+                contact_refs=contact_batches["batches"],
             )
             return _finish(clients.run, clients, context, result)
 
@@ -284,7 +285,7 @@ def cerkl_salesforce_sync():
         contact_batches = extract_contacts(run)
     with TaskGroup("cerkl_to_salesforce"):
         cerkl_changes = extract_subscriber_changes(run)
-        linked = link_new_subscribers(run, cerkl_changes)
+        linked = link_new_subscribers(run, cerkl_changes, contact_batches)
         unsubscribed = apply_unsubscribes(run, cerkl_changes)
         changed = apply_subscriber_changes(run, cerkl_changes, contact_batches)
     with salesforce_to_cerkl:

@@ -181,15 +181,21 @@ def link_new_subscribers(
     salesforce: SalesforceClient,
     cerkl: CerklHook,
     state: SyncStateStore,
+    contact_refs: Sequence[BatchRef] = (),
 ) -> FlowResult:
     """Link unlinked subscribers to Contacts, creating Contacts where none matches.
 
     Contacts are created by upsert on the subscriber-id external Id, so a retried task never
     creates a second Contact for the same subscriber.
+
+    :param contact_refs: the Contacts extracted in this run. They are candidates too, because
+        a SOQL ``IN`` compares emails without trimming, so it misses a Contact whose Email
+        has surrounding spaces.
     """
     config = run.config
     fields = config.contact_fields
     result = FlowResult(NEW_FLOW)
+    extracted = _extracted_contacts_by_email(unlinked_refs, contact_refs)
     for ref in unlinked_refs:
         subscribers = BatchStore.get(ref)
         held = _contacts_holding_link(salesforce, run, subscribers)
@@ -201,6 +207,9 @@ def link_new_subscribers(
         subscribers = [s for s in subscribers if s["id"] not in held]
         keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
         found = _query_contacts(salesforce, run, fields.email, keys)
+        found_ids = {c["id"] for c in found}
+        for key in keys:
+            found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
         holders = state.get_links_by_contact(c["id"] for c in found)
         candidates = [
             c
@@ -228,6 +237,26 @@ def link_new_subscribers(
             [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
         )
     return result
+
+
+def _extracted_contacts_by_email(
+    unlinked_refs: Sequence[BatchRef], contact_refs: Sequence[BatchRef]
+) -> dict[str, list[dict[str, Any]]]:
+    """Return extracted, unlinked Contacts by normalized email, for the unlinked subscribers.
+
+    Only Contacts whose email matches an unlinked subscriber are kept, so a full sync's
+    extract is streamed once and not held in memory.
+    """
+    if not contact_refs:
+        return {}
+    keys = {normalize_email(s.get("email")) for s in BatchStore.iter_records(unlinked_refs)}
+    keys.discard(None)
+    by_email: dict[str, list[dict[str, Any]]] = {}
+    for contact in BatchStore.iter_records(contact_refs):
+        key = normalize_email(contact.get("email"))
+        if key in keys and not contact["is_deleted"] and contact["subscriber_id"] is None:
+            by_email.setdefault(key, []).append(contact)
+    return by_email
 
 
 def _contacts_holding_link(
@@ -499,6 +528,7 @@ def apply_subscriber_changes(
         for item in subscribers:
             if item["id"] not in links:
                 changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
+        _reject_emails_held_elsewhere(salesforce, run, changes_plan)
         changes_result.absorb_plan(changes_plan)
         interests_result.absorb_plan(interests_plan)
         if run.dry_run:
@@ -556,3 +586,37 @@ def apply_subscriber_changes(
         if new_links:
             state.save_links(new_links)
     return changes_result, interests_result
+
+
+def _reject_emails_held_elsewhere(salesforce: SalesforceClient, run: RunInfo, plan: Any) -> None:
+    """Reject planned email changes to an address that another Contact already has.
+
+    Writing it would give two Contacts one address while Cerkl keeps one subscriber per
+    address, so the other Contact's opt-out or link would stop holding. The subscriber is
+    quarantined instead, for a person to decide whether the two Contacts are one person.
+    """
+    moving = [a for a in plan.actions if a["changes"].get("email")]
+    if not moving:
+        return
+    keys = [normalize_email(a["changes"]["email"]) for a in moving]
+    holders: dict[str, list[str]] = {}
+    for contact in _query_contacts(salesforce, run, run.config.contact_fields.email, keys):
+        if not contact["is_deleted"]:
+            holders.setdefault(normalize_email(contact["email"]), []).append(contact["id"])
+    kept = []
+    for action in plan.actions:
+        email = action["changes"].get("email")
+        others = [
+            contact_id
+            for contact_id in holders.get(normalize_email(email), [])
+            if contact_id != action["contact_id"]
+        ]
+        if email and others:
+            plan.reject(
+                "subscriber",
+                str(action["subscriber_id"]),
+                f"EMAIL_HELD_BY_OTHER_CONTACT: Contact {others[0]} has the address",
+            )
+        else:
+            kept.append(action)
+    plan.actions[:] = kept
