@@ -42,3 +42,9 @@ validate-deployment: venv
 # .sandbox-data); pass more options with SANDBOX_ARGS="--seed-if-empty --contacts 5000".
 sandbox: venv
 	$(PY) -m include.sandbox serve $(SANDBOX_ARGS)
+
+# Sync benchmark against the sandbox: API calls and their minimum, wall time, peak RSS per
+# task (docs/benchmarks.md). SCENARIO=smoke|daily|first-sync; BENCH_ARGS="--scale 0.1".
+SCENARIO ?= daily
+bench: venv
+	$(PY) -m bench.run --scenario $(SCENARIO) $(BENCH_ARGS)

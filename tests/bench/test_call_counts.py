@@ -1,0 +1,90 @@
+"""API calls of the sync's steps on small scenarios, counted by the sandbox and the clients.
+
+Each test builds a scenario with the benchmark's harness (a synced org in the sandbox, one
+day of changes) and runs the DAG's tasks in this process without latency or rate limit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from bench.run import BenchResult, main, run_benchmark
+from bench.scenarios import Scenario
+
+pytestmark = pytest.mark.timeout(300)
+
+UPSERT = "PATCH /services/data/vXX.X/composite/sobjects/Contact/Cerkl_Subscriber_Id__c"
+UPDATE = "PATCH /services/data/vXX.X/composite/sobjects"
+CREATE_SUBSCRIBERS = "POST subscriber"
+
+
+@pytest.fixture
+def clean_environment() -> Iterator[None]:
+    """Restore the environment variables that the benchmark points at its own sandbox."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(scenario: Scenario, tmp_path) -> BenchResult:
+    return run_benchmark(scenario, work_dir=tmp_path, latency_ms=0, cerkl_rate=None, isolate=False)
+
+
+def _task(result: BenchResult, name: str) -> dict:
+    return next(task for task in result.tasks if task["name"] == name)
+
+
+def test_new_subscribers_upsert_in_two_calls(tmp_path, clean_environment):
+    scenario = Scenario(
+        name="new-subscribers", contacts=300, subscribers=200, new_subscribers_no_match=201
+    )
+    result = _run(scenario, tmp_path)
+    calls = _task(result, "link_new_subscribers")["api_calls"]["salesforce"]["by_endpoint"]
+    flow = result.records["flows"]["new_subscribers_to_contacts"]
+    assert flow["created_contact"] == 201
+    assert calls[UPSERT] == 2
+    assert UPDATE not in calls
+
+
+def test_new_contacts_create_subscribers_in_three_calls(tmp_path, clean_environment, monkeypatch):
+    from cerkl.hooks import CerklHook
+
+    sizes: list[int] = []
+    original = CerklHook._create_batch
+
+    def record_batch(hook, batch, emails):
+        sizes.append(len(batch))
+        return original(hook, batch, emails)
+
+    monkeypatch.setattr(CerklHook, "_create_batch", record_batch)
+    scenario = Scenario(name="new-contacts", contacts=300, subscribers=200, new_contacts=201)
+    result = _run(scenario, tmp_path)
+    calls = _task(result, "apply_contact_changes")["api_calls"]["cerkl"]["by_endpoint"]
+    flow = result.records["flows"]["contacts_to_subscribers"]
+    assert flow["created"] == 201
+    assert calls[CREATE_SUBSCRIBERS] == 3
+    assert sorted(sizes) == [1, 100, 100]
+
+
+def test_smoke_scenario_prints_summary_line(tmp_path, clean_environment, capsys, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert (
+        main(["--scenario", "smoke", "--latency-ms", "0", "--cerkl-rate", "0", "--in-process"]) == 0
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    pattern = (
+        r"salesforce_calls=(\d+) minimum=(\d+) ratio=([\d.]+) cerkl_calls=(\d+) "
+        r"wall_s=[\d.]+ latency_bound_s=[\d.]+ peak_rss_mb=\d+"
+    )
+    match = re.fullmatch(pattern, last)
+    assert match is not None, last
+    assert int(match.group(1)) > 0
+    assert int(match.group(2)) > 0
+    assert int(match.group(4)) > 0
