@@ -1,30 +1,45 @@
 """Alerts for a failed sync run, sent through Airflow notifiers.
 
-One alert per failed run: the DAG's ``on_failure_callback`` contains the notifiers switched on
-by environment variables read at parse time (Variables must not be read at module level):
+The DAG's ``on_failure_callback`` contains one :class:`SyncFailureNotifier`, so each failed run
+sends one alert per channel. Environment variables read at parse time switch the channels on,
+because Variables must not be read at module level:
 
-- ``CERKL_SYNC_ALERT_EMAIL_TO``: comma-separated addresses; e-mail through ``SmtpNotifier``
-  and the ``smtp_default`` connection (``CERKL_SYNC_ALERT_EMAIL_FROM`` sets the sender);
-- ``CERKL_SYNC_ALERT_SLACK_CHANNEL``: a channel; Slack through ``SlackNotifier`` and the
-  ``slack_default`` connection.
+- ``CERKL_SYNC_ALERT_EMAIL_TO``: comma-separated addresses. E-mail goes through
+  ``SmtpNotifier`` and the ``smtp_default`` connection, from ``CERKL_SYNC_ALERT_EMAIL_FROM``
+  when set, else from the connection's default sender.
+- ``CERKL_SYNC_ALERT_SLACK_CHANNEL``: a channel name or id. Slack messages go through
+  ``SlackNotifier`` and the ``slack_default`` connection.
 
 The alert names the DAG, the run, the failed tasks with each exception's class, and a link to
-each task's log built from ``[api] base_url``. It holds no synced email address or name.
+each task's log under ``[api] base_url``. It reads the run report that the last task wrote, so
+it also lists the rejected records per flow, which fail a flow when they pass its thresholds.
+It contains no synced email address or name: only ids, counts, exception class names and links.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from include.cerkl_sync.config import SyncConfig
 
 log = logging.getLogger(__name__)
 
 EMAIL_TO_ENV = "CERKL_SYNC_ALERT_EMAIL_TO"
 EMAIL_FROM_ENV = "CERKL_SYNC_ALERT_EMAIL_FROM"
 SLACK_CHANNEL_ENV = "CERKL_SYNC_ALERT_SLACK_CHANNEL"
+SMTP_CONN_ID = "smtp_default"
+SLACK_CONN_ID = "slack_default"
+#: Report states of tasks that did not run because a task before them failed.
+NOT_RUN_STATES = {"upstream_failed"}
 
 
 def _base_url() -> str:
@@ -34,7 +49,7 @@ def _base_url() -> str:
 
 
 def task_log_url(dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> str:
-    """Return the Airflow UI address of a task instance's log."""
+    """Return the Airflow UI address of a task instance's log, under ``[api] base_url``."""
     url = (
         f"{_base_url()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
         f"/tasks/{quote(task_id, safe='')}"
@@ -42,109 +57,229 @@ def task_log_url(dag_id: str, run_id: str, task_id: str, try_number: int | None 
     return url + (f"?try_number={try_number}" if try_number else "")
 
 
-def failed_tasks(context: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Return ``{"task_id", "error", "log_url"}`` for the failed tasks of the run in context.
+@dataclass
+class FailedTask:
+    """A task of the failed run and the class name of the exception it raised."""
 
-    The exception class comes from the context's exception for the task that triggered the
-    callback, and from the run report (written by the last task) for the others.
+    task_id: str
+    error: str
+    log_url: str
+
+
+@dataclass
+class RunAlert:
+    """Content of one failure alert: the run, its failed tasks and its rejected records.
+
+    :param rejected: rejected records per flow, from the run report.
+    :param report_path: the run report, or None when it was not found.
     """
-    dag_run = context.get("dag_run")
-    dag_id = getattr(dag_run, "dag_id", None) or context.get("dag").dag_id
-    run_id = getattr(dag_run, "run_id", "")
-    failures: dict[str, str] = {}
-    report = _read_report(dag_id, run_id)
-    for item in (report or {}).get("failed_tasks", []):
-        failures[item["task_id"]] = item["error"]
-    ti = context.get("task_instance") or context.get("ti")
-    exception = context.get("exception")
-    if ti is not None and exception is not None:
-        failures[ti.task_id] = type(exception).__name__
-    return [
-        {"task_id": task_id, "error": error, "log_url": task_log_url(dag_id, run_id, task_id)}
-        for task_id, error in sorted(failures.items())
-    ]
 
+    dag_id: str
+    run_id: str
+    reason: str | None = None
+    failed_tasks: list[FailedTask] = field(default_factory=list)
+    not_run_tasks: list[str] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+    reject_count_threshold: int | None = None
+    reject_share_threshold: float | None = None
+    report_path: str | None = None
 
-def _read_report(dag_id: str, run_id: str) -> dict[str, Any] | None:
-    import json
-    import re
-    from pathlib import Path
+    @property
+    def subject(self) -> str:
+        return f"[Airflow] {self.dag_id} run failed: {self.run_id}"
 
-    from include.cerkl_sync.config import SyncConfig
+    def text(self) -> str:
+        """Return the alert as plain text lines."""
+        lines = [f"Airflow DAG {self.dag_id} failed in run {self.run_id}."]
+        if self.reason:
+            lines.append(f"Reason: {self.reason}.")
+        if self.failed_tasks:
+            lines.append("Failed tasks:")
+            for task in self.failed_tasks:
+                lines.append(f"- {task.task_id}: {task.error} (log: {task.log_url})")
+        else:
+            lines.append("No failed task was found; open the run in the Airflow UI.")
+        if self.not_run_tasks:
+            lines.append(
+                "Not run because a task before them failed: " + ", ".join(self.not_run_tasks)
+            )
+        if self.rejected:
+            counts = ", ".join(f"{flow} {count}" for flow, count in sorted(self.rejected.items()))
+            lines.append(f"Rejected records by flow: {counts}.")
+            if self.reject_count_threshold is not None and self.reject_share_threshold is not None:
+                lines.append(
+                    "A flow fails when its rejected records reach both "
+                    f"{self.reject_count_threshold} records and "
+                    f"{self.reject_share_threshold:.0%} of its records. List them with "
+                    "`python -m include.cerkl_sync.quarantine list`."
+                )
+        if self.report_path:
+            lines.append(f"Run report: {self.report_path}")
+        else:
+            lines.append("The run report was not found.")
+        return "\n".join(lines)
 
-    folder = os.environ.get("CERKL_SYNC_REPORT_FOLDER") or SyncConfig().resolved_report_folder()
-    safe_run = re.sub(r"[^A-Za-z0-9_.+-]+", "_", run_id)
-    path = Path(folder) / dag_id / f"{safe_run}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def alert_text(context: Mapping[str, Any]) -> str:
-    """Build the alert body: DAG, run, failed tasks with exception classes and log links."""
-    dag_run = context.get("dag_run")
-    dag_id = getattr(dag_run, "dag_id", None) or context.get("dag").dag_id
-    run_id = getattr(dag_run, "run_id", "")
-    lines = [f"Airflow DAG {dag_id} failed in run {run_id}."]
-    report = _read_report(dag_id, run_id)
-    if report:
-        over = [
-            f"{flow}: {counts.get('rejected', 0)} rejected"
-            for flow, counts in report.get("flows", {}).items()
-            if counts.get("rejected")
-        ]
-        if over:
-            lines.append("Rejected records: " + "; ".join(over) + ".")
-    tasks = failed_tasks(context)
-    if tasks:
-        lines.append("Failed tasks:")
-        lines.extend(f"- {t['task_id']}: {t['error']} (log: {t['log_url']})" for t in tasks)
-    else:
-        lines.append(f"Reason: {context.get('reason') or 'see the run in the Airflow UI'}.")
-    return "\n".join(lines)
-
-
-class SyncFailureNotifier:
-    """Send one alert for a failed run through the configured Airflow notifiers."""
-
-    def __init__(self, email_to: list[str], slack_channel: str | None, email_from: str | None):
-        self.email_to = email_to
-        self.slack_channel = slack_channel
-        self.email_from = email_from
-
-    def __call__(self, context: Mapping[str, Any]) -> None:
-        text = alert_text(context)
-        dag_run = context.get("dag_run")
-        dag_id = getattr(dag_run, "dag_id", "DAG")
-        subject = f"[Airflow] {dag_id} run failed: {getattr(dag_run, 'run_id', '')}"
-        if self.email_to:
-            from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-            html = "<pre>" + _escape_html(text) + "</pre>"
-            SmtpNotifier(
-                to=self.email_to,
-                from_email=self.email_from,
-                subject=subject,
-                html_content=html,
-                smtp_conn_id="smtp_default",
-            ).notify(context)
-            log.info("Sent the failure alert by e-mail to %d recipients", len(self.email_to))
-        if self.slack_channel:
-            from airflow.providers.slack.notifications.slack import SlackNotifier
-
-            SlackNotifier(
-                slack_conn_id="slack_default", text=f"{subject}\n{text}", channel=self.slack_channel
-            ).notify(context)
-            log.info("Sent the failure alert to Slack")
+    def html(self) -> str:
+        """Return the alert as HTML: the text in a ``<pre>`` block, escaped."""
+        return "<pre>" + _escape_html(self.text()) + "</pre>"
 
 
 def _escape_html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _load_config() -> SyncConfig:
+    """Return the sync settings from the ``cerkl_sync_config`` Variable, else the defaults.
+
+    The alert goes out even when the Variable cannot be read, so any error here is logged and
+    the defaults are used.
+    """
+    from include.cerkl_sync.config import SyncConfig, load_config
+
+    try:
+        return load_config()
+    except Exception as exc:  # noqa: BLE001 - the alert must not fail because of the settings
+        log.warning("Could not read the sync settings for the alert, using the defaults: %s", exc)
+        return SyncConfig()
+
+
+def read_report(dag_id: str, run_id: str, folder: str) -> tuple[dict[str, Any] | None, Path]:
+    """Read the run report that the last task wrote under ``folder``.
+
+    :return: the report, or None when it is missing or not valid JSON, and its path.
+    """
+    safe_run = re.sub(r"[^A-Za-z0-9_.+-]+", "_", run_id)
+    path = Path(folder) / dag_id / f"{safe_run}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), path
+    except FileNotFoundError:
+        log.warning(
+            "Run report %s not found; the alert lists the failed task from its context", path
+        )
+    except (OSError, ValueError) as exc:
+        log.warning("Could not read run report %s: %s", path, exc)
+    return None, path
+
+
+def build_alert(context: Mapping[str, Any]) -> RunAlert:
+    """Build the alert of the failed run in an Airflow callback context.
+
+    A DAG failure callback gets ``dag``, ``run_id`` and ``reason``. It also gets ``dag_run``
+    and ``ti`` when the scheduler has recorded the run's last task instance. Failed tasks and their
+    exception classes come from the run report. The context's ``exception``, set for task
+    callbacks, names the error of its own task.
+    """
+    dag_run = context.get("dag_run")
+    dag = context.get("dag")
+    dag_id = getattr(dag, "dag_id", None) or getattr(dag_run, "dag_id", None) or "unknown DAG"
+    run_id = context.get("run_id") or getattr(dag_run, "run_id", None) or "unknown run"
+    config = _load_config()
+    report, path = read_report(dag_id, run_id, config.resolved_report_folder())
+
+    errors: dict[str, str] = {}
+    not_run: list[str] = []
+    for item in (report or {}).get("failed_tasks", []):
+        if item["error"] in NOT_RUN_STATES:
+            not_run.append(item["task_id"])
+        else:
+            errors[item["task_id"]] = item["error"]
+    ti = context.get("task_instance") or context.get("ti")
+    exception = context.get("exception")
+    if ti is not None and isinstance(exception, BaseException):
+        errors[ti.task_id] = type(exception).__name__
+
+    rejected = {
+        flow: counts["rejected"]
+        for flow, counts in (report or {}).get("flows", {}).items()
+        if counts.get("rejected")
+    }
+    return RunAlert(
+        dag_id=dag_id,
+        run_id=run_id,
+        reason=context.get("reason"),
+        failed_tasks=[
+            FailedTask(task_id, error, task_log_url(dag_id, run_id, task_id))
+            for task_id, error in sorted(errors.items())
+        ],
+        not_run_tasks=sorted(not_run),
+        rejected=rejected,
+        reject_count_threshold=config.reject_count_threshold,
+        reject_share_threshold=config.reject_share_threshold,
+        report_path=str(path) if report is not None else None,
+    )
+
+
+class SyncFailureNotifier:
+    """DAG failure callback that sends one alert through the configured Airflow notifiers.
+
+    :param email_to: alert recipients; empty turns e-mail off.
+    :param slack_channel: Slack channel; None turns Slack off.
+    :param email_from: sender address; None uses the ``smtp_default`` connection's sender.
+    """
+
+    def __init__(
+        self, email_to: list[str], slack_channel: str | None, email_from: str | None = None
+    ) -> None:
+        self.email_to = email_to
+        self.slack_channel = slack_channel
+        self.email_from = email_from
+
+    def __call__(self, context: Mapping[str, Any]) -> None:
+        """Send the alert on each channel; a failed channel is logged and the others still go.
+
+        :raises RuntimeError: after trying every channel, when one of them failed.
+        """
+        alert = build_alert(context)
+        failed: list[str] = []
+        if self.email_to:
+            try:
+                self._send_email(alert, context)
+                log.info(
+                    "Sent the failure alert of run %s by e-mail to %d recipients",
+                    alert.run_id,
+                    len(self.email_to),
+                )
+            except Exception:  # noqa: BLE001 - Slack must still be tried
+                log.exception("Could not send the failure alert of run %s by e-mail", alert.run_id)
+                failed.append("e-mail")
+        if self.slack_channel:
+            try:
+                self._send_slack(alert, context)
+                log.info("Sent the failure alert of run %s to Slack", alert.run_id)
+            except Exception:  # noqa: BLE001 - reported below
+                log.exception("Could not send the failure alert of run %s to Slack", alert.run_id)
+                failed.append("Slack")
+        if failed:
+            raise RuntimeError(
+                f"The failure alert of run {alert.run_id} was not sent by {' and '.join(failed)}; "
+                f"check the {SMTP_CONN_ID} and {SLACK_CONN_ID} connections."
+            )
+
+    def _send_email(self, alert: RunAlert, context: Mapping[str, Any]) -> None:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(
+            to=self.email_to,
+            from_email=self.email_from,
+            subject=alert.subject,
+            html_content=alert.html(),
+            smtp_conn_id=SMTP_CONN_ID,
+        ).notify(context)
+
+    def _send_slack(self, alert: RunAlert, context: Mapping[str, Any]) -> None:
+        from airflow.providers.slack.notifications.slack import SlackNotifier
+
+        SlackNotifier(
+            slack_conn_id=SLACK_CONN_ID,
+            text=f"{alert.subject}\n{alert.text()}",
+            channel=self.slack_channel,
+        ).notify(context)
+
+
 def run_failure_notifiers() -> list[SyncFailureNotifier]:
-    """Return the DAG's failure callbacks: one notifier, or none when alerts are off."""
+    """Return the DAG's failure callbacks from the environment: one notifier, or none when
+    neither ``CERKL_SYNC_ALERT_EMAIL_TO`` nor ``CERKL_SYNC_ALERT_SLACK_CHANNEL`` is set.
+    """
     email_to = [a.strip() for a in os.environ.get(EMAIL_TO_ENV, "").split(",") if a.strip()]
     slack_channel = os.environ.get(SLACK_CHANNEL_ENV, "").strip() or None
     if not email_to and not slack_channel:
