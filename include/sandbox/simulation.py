@@ -1,9 +1,9 @@
 """Seeded two-way convergence simulation of the sync DAG against the sandbox.
 
-``python -m include.sandbox.simulation --days N --seed S`` seeds a small org, runs a full
-sync, then for each simulated day makes random changes on both sides through the sandbox
-APIs and controls (creates, name and email edits, opt-outs, self and admin unsubscribes,
-Campaign joins and departures), runs the DAG once for that day, and checks:
+``python -m include.sandbox.simulation --days N --seed S`` seeds a small org and runs a full
+sync. Then, for each simulated day, it makes random changes on both sides through the sandbox
+APIs and controls: creates, name and email edits, opt-outs, self and admin unsubscribes,
+Campaign joins and departures. It runs the DAG once for that day and checks:
 
 - every linked pair agrees on first name, last name and email, except fields edited on both
   sides that day, each of which must have a conflict in the run report;

@@ -544,7 +544,8 @@ def test_hostile_run_succeeds(hostile):
     assert outcome.report["failed_tasks"] == []
 
 
-def test_hostile_contacts_subscribers_and_unsubscribes(hostile, capsys):
+def _observed_outcomes(hostile) -> dict[str, str]:
+    """Check every corpus record against both systems and the report; return its outcome."""
     contacts, subscribers, _ = hostile["after_first"]
     rejected = _rejected(hostile["first"].report)
     checks = {
@@ -552,11 +553,13 @@ def test_hostile_contacts_subscribers_and_unsubscribes(hostile, capsys):
         "subscriber": _check_subscriber,
         "unsubscribe": _check_unsubscribe,
     }
-    outcomes = {}
+    return {case.key: checks[case.kind](case, contacts, subscribers, rejected) for case in CORPUS}
+
+
+def test_hostile_records_reach_expected_outcomes(hostile):
+    outcomes = _observed_outcomes(hostile)
     for case in CORPUS:
-        outcomes[case.key] = checks[case.kind](case, contacts, subscribers, rejected)
         assert outcomes[case.key] == case.outcome, case.key
-    hostile["outcomes"] = outcomes
 
 
 def test_hostile_rejected_records_are_all_expected(hostile):
@@ -617,13 +620,11 @@ def test_hostile_subscriber_email_swap(hostile):
 
 
 def test_hostile_figure_line(hostile, capsys):
-    outcomes = hostile.get("outcomes")
-    assert outcomes is not None, "the per-record test did not run"
-    campaign = {case.key: case.outcome for case in CAMPAIGN_CASES}
-    total = {**outcomes, **campaign}
-    synced = sum(1 for o in total.values() if o == "synced")
-    quarantined = sum(1 for o in total.values() if o == "quarantined")
-    skipped = sum(1 for o in total.values() if o == "skipped")
+    outcomes = _observed_outcomes(hostile)
+    outcomes.update({case.key: case.outcome for case in CAMPAIGN_CASES})
+    synced = sum(1 for o in outcomes.values() if o == "synced")
+    quarantined = sum(1 for o in outcomes.values() if o == "quarantined")
+    skipped = sum(1 for o in outcomes.values() if o == "skipped")
     lost = len(CASES) - synced - quarantined - skipped
     assert len(CASES) >= 40
     assert lost == 0

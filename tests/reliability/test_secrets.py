@@ -144,7 +144,7 @@ def leak_world(sync_environment, sync_dag):
         env.set_clocks(FIRST_DAY + timedelta(minutes=5))
         first = run_dag(sync_dag, FIRST_DAY, {"full_sync": True})
 
-        # A failing run: every subscriber create answers 403 with an email in the body.
+        # A failing run: every subscriber create gets a 403 whose body quotes an email.
         day = FIRST_DAY + timedelta(days=1)
         env.set_clocks(day + timedelta(hours=9))
         sf = sb.salesforce_client(env.sandbox.salesforce_url)
@@ -261,7 +261,7 @@ def test_no_code_disables_tls_verification():
         text=True,
         check=False,
     )
-    # A line that quotes the setting in a string (a test that checks for it) is no hit.
+    # A line that quotes the setting in a string, as a test checking for it does, is skipped.
     hits = [
         line
         for line in result.stdout.splitlines()
