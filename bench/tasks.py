@@ -262,12 +262,19 @@ def _flow_task(name: str, upstream: dict[str, Any]) -> tuple[Any, dict[str, Any]
 
 
 def _import_task_modules() -> None:
-    """Import what every task imports, without building a client."""
+    """Import what the tasks import, without building a client.
+
+    The modules that the flows import lazily (pandas among them) are imported here too, so
+    that a task's measured seconds hold its work and not the first import of a library.
+    """
     import cerkl.hooks  # noqa: F401
+    import pandas  # noqa: F401
 
     import include.cerkl_sync.flows.campaigns  # noqa: F401
     import include.cerkl_sync.flows.contacts  # noqa: F401
+    import include.cerkl_sync.flows.run  # noqa: F401
     import include.cerkl_sync.flows.subscribers  # noqa: F401
+    import include.cerkl_sync.planning.subscribers  # noqa: F401
     import include.cerkl_sync.runtime  # noqa: F401
     import include.cerkl_sync.salesforce_io  # noqa: F401
     import include.cerkl_sync.state  # noqa: F401

@@ -88,3 +88,17 @@ def test_smoke_scenario_prints_summary_line(tmp_path, clean_environment, capsys,
     assert int(match.group(1)) > 0
     assert int(match.group(2)) > 0
     assert int(match.group(4)) > 0
+
+
+def test_contact_updates_skip_subscriber_reread(tmp_path, clean_environment):
+    scenario = Scenario(name="renamed", contacts=300, subscribers=200, renamed_contacts=30)
+    result = _run(scenario, tmp_path)
+    planned = _task(result, "plan_contact_changes")["api_calls"]["cerkl"]["by_endpoint"]
+    applied = _task(result, "apply_contact_changes")["api_calls"]["cerkl"]["by_endpoint"]
+    updated = result.records["flows"]["contacts_to_subscribers"]["updated"]
+    # A few generated Contacts are opted out, so they are not updated.
+    assert updated >= 25
+    # The plan reads each subscriber once; the update reuses its status and privacy level.
+    assert planned["GET subscriber/{id}"] == 30
+    assert applied["PUT subscriber/{id}"] == updated
+    assert "GET subscriber/{id}" not in applied

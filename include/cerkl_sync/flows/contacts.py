@@ -220,12 +220,32 @@ def plan_contact_changes(
         )
         for contact_id in sorted(unchanged):
             plan.skip("Contact", contact_id, "UNCHANGED")
+        _attach_cerkl_current(plan, {**subscribers_by_email, **subscribers})
         created_so_far += sum(1 for a in plan.actions if a["action"] == "create")
         plan_refs.append(batches.put([plan.to_dict()], label="contacts-plan"))
         result.absorb_plan(plan)
         for action, count in plan.action_counts().items():
             result.counts[f"planned_{action}"] += count
     return {"plans": plan_refs, "result": result.to_dict()}
+
+
+def _attach_cerkl_current(plan: FlowPlan, subscribers: Mapping[Any, Mapping[str, Any]]) -> None:
+    """Give update and link actions the status and privacy level of the subscriber just read.
+
+    Cerkl needs both on every update; with them, ``update_subscriber`` skips its own
+    ``GET subscriber/{id}``, one Cerkl call per update.
+    """
+    by_id = {int(s["id"]): s for s in subscribers.values()}
+    for action in plan.actions:
+        if action["action"] not in ("update", "link") or not action.get("changes"):
+            continue
+        subscriber = by_id.get(int(action["subscriber_id"]))
+        if subscriber is None or None in (subscriber["status_id"], subscriber["privacy_level_id"]):
+            continue
+        action["cerkl_current"] = {
+            "subscriber_status": subscriber["status_id"],
+            "subscriber_privacy_level": subscriber["privacy_level_id"],
+        }
 
 
 def _raise_if_systemic(error: BaseException) -> None:
@@ -369,7 +389,10 @@ class _ContactApplier:
             unsubscribe = action["action"] == "link_and_unsubscribe"
             if not unsubscribe and action.get("changes"):
                 if not self._cerkl_call(
-                    action, lambda a: self.cerkl.update_subscriber(a["subscriber_id"], a["changes"])
+                    action,
+                    lambda a: self.cerkl.update_subscriber(
+                        a["subscriber_id"], a["changes"], current=a.get("cerkl_current")
+                    ),
                 ):
                     continue
             if unsubscribe and not self._cerkl_call(
@@ -399,7 +422,9 @@ class _ContactApplier:
 
         # Linked pairs: updates and unsubscribes, several at once.
         def update(action: dict[str, Any]) -> Any:
-            return self.cerkl.update_subscriber(action["subscriber_id"], action["changes"])
+            return self.cerkl.update_subscriber(
+                action["subscriber_id"], action["changes"], current=action.get("cerkl_current")
+            )
 
         def unsubscribe(action: dict[str, Any]) -> Any:
             return self.cerkl.unsubscribe_subscriber(action["subscriber_id"])
