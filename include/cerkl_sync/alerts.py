@@ -260,7 +260,7 @@ class SyncFailureNotifier:
 
         SmtpNotifier(
             to=self.email_to,
-            from_email=self.email_from,
+            from_email=self.email_from or _connection_sender(),
             subject=alert.subject,
             html_content=alert.html(),
             smtp_conn_id=SMTP_CONN_ID,
@@ -274,6 +274,25 @@ class SyncFailureNotifier:
             text=f"{alert.subject}\n{alert.text()}",
             channel=self.slack_channel,
         ).notify(context)
+
+
+def _connection_sender() -> str:
+    """Return the ``from_email`` extra of ``smtp_default``.
+
+    ``SmtpNotifier`` would read it too, but then renders it as a template with the context's
+    DAG, which fails when that is a serialized DAG, as in ``dag.test()`` callbacks.
+
+    :raises ValueError: when the extra is not set.
+    """
+    from airflow.sdk import BaseHook
+
+    sender = BaseHook.get_connection(SMTP_CONN_ID).extra_dejson.get("from_email")
+    if not sender:
+        raise ValueError(
+            f"No sender for alert e-mails: set {EMAIL_FROM_ENV} or the from_email extra of "
+            f"the {SMTP_CONN_ID} connection."
+        )
+    return str(sender)
 
 
 def run_failure_notifiers() -> list[SyncFailureNotifier]:

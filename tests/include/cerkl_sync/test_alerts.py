@@ -412,3 +412,11 @@ def test_reject_threshold_alert_has_counts(report_folder, smtp_inbox, tmp_path):
     assert "Rejected records by flow: contacts_to_subscribers 25." in body
     assert "reach both 20 records and 5% of its records" in body
     assert "python -m include.cerkl_sync.quarantine list" in body
+
+
+def test_email_sender_missing_names_fix(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1"})
+    )
+    with pytest.raises(ValueError, match="set CERKL_SYNC_ALERT_EMAIL_FROM or the from_email"):
+        alerts._connection_sender()
