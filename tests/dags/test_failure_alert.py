@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 ALERT_TO = "sync-alerts@example.com"
 BASE_URL = "https://airflow.example.com"
-# A day that no other module runs, so that this run's id is its own.
+# A day that no other module runs, so that no other run has this data interval.
 DAY = datetime(2026, 6, 15, tzinfo=UTC)
 
 
