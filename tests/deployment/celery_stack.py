@@ -104,6 +104,9 @@ class CeleryStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     api_port: int = field(default_factory=free_port)
+    # One key and one secret for every component and CLI call of the stack.
+    fernet_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
 
@@ -144,7 +147,7 @@ class CeleryStack:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
                 "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
                 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not locked.
@@ -152,7 +155,7 @@ class CeleryStack:
                     self.metadata_db, "db+postgresql+psycopg2"
                 ),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__HOST": "127.0.0.1",
