@@ -562,6 +562,19 @@ def test_hostile_records_reach_expected_outcomes(hostile):
         assert outcomes[case.key] == case.outcome, case.key
 
 
+def test_hostile_skips_counted_in_report(hostile):
+    # The report lists rejected records one by one but counts skips per flow only.
+    flows = hostile["first"].report["flows"]
+    for flow in (CONTACTS, UNSUBSCRIBES):
+        expected = [
+            case.key
+            for case in CORPUS
+            if case.flow == flow and case.outcome == "skipped" and case.reason != "OUT_OF_SCOPE"
+        ]
+        assert expected, flow
+        assert flows[flow].get("skipped", 0) >= len(expected), (flow, expected)
+
+
 def test_hostile_rejected_records_are_all_expected(hostile):
     expected = {
         (case.flow, str(case.record.get("Id") or case.record.get("id")))
@@ -595,13 +608,15 @@ def test_hostile_campaign_segments(hostile):
 
 
 def test_hostile_subscriber_email_swap(hostile):
-    """A subscriber whose email changes to another Contact's email."""
+    """A subscriber whose email changes to another Contact's, and one with a too-long name."""
     env, sf, api = hostile["env"], hostile["sf"], hostile["api"]
     swap = CASES["sub-email-swap"].record
     target = CASES["opted-out-new"].record
     day = FIRST_DAY
     env.set_clocks(day + timedelta(hours=9))
     env.cerkl.edit_subscriber(swap["id"], email=target["Email"].upper())
+    renamed = CASES["sub-quotes"].record
+    env.cerkl.edit_subscriber(renamed["id"], first_name=LONG_NAME)
     outcome = _run(env, hostile["dag"], day)
     assert outcome.state == "success", outcome.task_states
     contacts = sb.contacts(sf)
@@ -614,6 +629,12 @@ def test_hostile_subscriber_email_swap(hostile):
     assert (CHANGES, str(swap["id"])) in rejected, rejected
     assert rejected[(CHANGES, str(swap["id"]))].startswith("EMAIL_HELD_BY_OTHER_CONTACT")
     assert sb.same_email(holder["Email"], "swap.me@example.org")
+    # A name edited in Cerkl past Salesforce's FirstName length is quarantined, not cut.
+    assert rejected[(CHANGES, str(renamed["id"]))].startswith("FIRST_NAME_TOO_LONG")
+    renamed_contact = next(
+        c for c in contacts.values() if str(c["Cerkl_Subscriber_Id__c"]) == str(renamed["id"])
+    )
+    assert renamed_contact["FirstName"] == renamed["first_name"]
     # The opted-out Contact stays opted out and unlinked.
     assert contacts[target["Id"]]["HasOptedOutOfEmail"] is True
     assert not contacts[target["Id"]]["Cerkl_Subscriber_Id__c"]
