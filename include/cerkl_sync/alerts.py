@@ -18,6 +18,7 @@ It contains no synced email address or name: only ids, counts, exception class n
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -89,7 +90,7 @@ class RunAlert:
         return f"[Airflow] {self.dag_id} run failed: {self.run_id}"
 
     def text(self) -> str:
-        """Return the alert as plain text lines."""
+        """Return the alert as plain text, one item per line."""
         lines = [f"Airflow DAG {self.dag_id} failed in run {self.run_id}."]
         if self.reason:
             lines.append(f"Reason: {self.reason}.")
@@ -121,11 +122,7 @@ class RunAlert:
 
     def html(self) -> str:
         """Return the alert as HTML: the text in a ``<pre>`` block, escaped."""
-        return "<pre>" + _escape_html(self.text()) + "</pre>"
-
-
-def _escape_html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return "<pre>" + html.escape(self.text(), quote=False) + "</pre>"
 
 
 def _load_config() -> SyncConfig:
