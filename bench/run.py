@@ -1,9 +1,9 @@
 """Benchmark the daily sync against the sandbox: API calls, their minimum, wall time, memory.
 
-Builds a scenario's world in a temporary folder (``bench.world``), starts both sandbox
-servers with 50 ms latency per request and a Cerkl rate limit of 20 requests per second, runs
-the DAG's tasks one by one, each in its own process (``bench.tasks``), and prints a table and
-one last line for scripts::
+Builds a scenario's world in a temporary folder (``bench.world``) and starts both sandbox
+servers with 50 ms latency per request and a Cerkl rate limit of 20 requests per second.
+Then it runs the DAG's tasks one by one, each in its own process (``bench.tasks``), and
+prints a table and one last line for scripts::
 
     salesforce_calls=N minimum=M ratio=R cerkl_calls=C wall_s=W latency_bound_s=L peak_rss_mb=P
 
@@ -45,6 +45,8 @@ class RunSettings:
     latency_ms: float = LATENCY_MS
     cerkl_rate: float | None = CERKL_RATE
     isolate: bool = True
+    #: Subscribers per Cerkl list request; None keeps the hook's default (1,000).
+    cerkl_page_size: int | None = None
 
 
 @dataclass
@@ -238,6 +240,7 @@ def run_benchmark(
     latency_ms: float = LATENCY_MS,
     cerkl_rate: float | None = CERKL_RATE,
     isolate: bool = True,
+    cerkl_page_size: int | None = None,
 ) -> BenchResult:
     """Build the scenario, run every task in its own process and return the figures.
 
@@ -248,6 +251,7 @@ def run_benchmark(
         requests per second; None for no limit (the hook then sends up to 1,000 a second).
     :param isolate: run each task in its own process; False runs them in this process,
         which saves the interpreter starts but measures no per-task memory.
+    :param cerkl_page_size: subscribers per Cerkl list request; None for the hook's default.
     :param work_dir: folder for the sandbox stores, the state DB and batch files; a temporary
         folder (deleted afterwards) when None.
     :raises ValueError: for an unknown scenario or an invalid scale.
@@ -267,7 +271,12 @@ def run_benchmark(
     work_dir = Path(tempfile.mkdtemp(prefix="cerkl-bench-")) if work_dir is None else work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        settings = RunSettings(latency_ms=latency_ms, cerkl_rate=cerkl_rate, isolate=isolate)
+        settings = RunSettings(
+            latency_ms=latency_ms,
+            cerkl_rate=cerkl_rate,
+            isolate=isolate,
+            cerkl_page_size=cerkl_page_size,
+        )
         return _run(scenario, scale, work_dir, settings)
     finally:
         if temporary:
@@ -292,6 +301,12 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
     result.records["seeded"] = counts
     state_url = f"sqlite:///{work_dir / 'state.db'}"
 
+    cerkl_extra: dict[str, Any] = {
+        "requests_per_second": settings.cerkl_rate or 1000,
+        "max_concurrent_requests": CERKL_CONCURRENCY,
+    }
+    if settings.cerkl_page_size is not None:
+        cerkl_extra["page_size"] = settings.cerkl_page_size
     with start_sandbox(sandbox_dir) as sandbox:
         configure_environment(
             salesforce_url=sandbox.salesforce_url,
@@ -299,10 +314,7 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
             state_url=state_url,
             work_dir=work_dir,
             config={"cerkl_workers": CERKL_CONCURRENCY},
-            cerkl_extra={
-                "requests_per_second": settings.cerkl_rate or 1000,
-                "max_concurrent_requests": CERKL_CONCURRENCY,
-            },
+            cerkl_extra=cerkl_extra,
         )
         config = load_config_from_environment()
         result.records["links_seeded"] = world.seed_state(state_url, scenario, config)
@@ -406,6 +418,7 @@ def _flow_records(outputs: dict[str, Any]) -> dict[str, Any]:
 def format_report(result: BenchResult) -> str:
     """Return the human-readable table of a run, ending with the line for scripts."""
     lines = [f"Scenario {result.scenario} (scale {result.scale:g})"]
+
     lines.append(f"Seeded {result.records.get('seeded')} in {result.seed_seconds:.1f} s")
     lines.append(f"Day's changes: {result.changes}")
     lines.append("")
@@ -426,6 +439,7 @@ def format_report(result: BenchResult) -> str:
             f"{task['peak_rss_mb']:7.0f}"
         )
     lines.append(f"Idle task process (imports only): {result.idle_rss_mb:.0f} MB peak RSS")
+
     lines.append("")
     lines.append("API calls per endpoint:")
     for system, counter in (
@@ -434,6 +448,7 @@ def format_report(result: BenchResult) -> str:
     ):
         for key, count in sorted(counter.items()):
             lines.append(f"  {system:10} {count:7d}  {key}")
+
     lines.append("")
     ratio = result.salesforce_calls / result.minimum if result.minimum else float("nan")
     lines.append(

@@ -1,10 +1,10 @@
 """Run each task of the sync DAG in its own process, as a worker would, and measure it.
 
-Every task runs in a fresh interpreter (``multiprocessing`` with the ``spawn`` start method)
-that calls the task's flow function with clients built from the Airflow connections, the
-way the DAG's task does, and sends back its output (the XCom value), its API calls, the
-seconds of its work and its peak resident set size. The tasks run one at a time in an
-order that the DAG's dependencies allow.
+Every task runs in a fresh interpreter (``multiprocessing`` with the ``spawn`` start method).
+The interpreter calls the task's flow function with clients built from the Airflow
+connections, as the DAG's task does. It sends back the task's output (the XCom value), its
+API calls, the seconds of its work and its peak resident set size. The tasks run one at a
+time in an order that the DAG's dependencies allow.
 
 While a task runs, the Salesforce client's reads and writes are also recorded (rows per
 query, keys per look-up, records per write), so that the minimum calls of the same work
@@ -52,7 +52,7 @@ TASK_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 class _Recorder:
-    """Wraps a ``SalesforceClient``'s methods to record the work each call asked for."""
+    """Recorder of the work each ``SalesforceClient`` call requests: rows, keys, records."""
 
     _WRAPPED = ("iter_query_pages", "query_in_batches", "create", "update", "delete", "upsert")
 

@@ -33,8 +33,10 @@ def clean_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _run(scenario: Scenario, tmp_path) -> BenchResult:
-    return run_benchmark(scenario, work_dir=tmp_path, latency_ms=0, cerkl_rate=None, isolate=False)
+def _run(scenario: Scenario, tmp_path, **options) -> BenchResult:
+    return run_benchmark(
+        scenario, work_dir=tmp_path, latency_ms=0, cerkl_rate=None, isolate=False, **options
+    )
 
 
 def _task(result: BenchResult, name: str) -> dict:
@@ -45,7 +47,9 @@ def test_new_subscribers_upsert_in_two_calls(tmp_path, clean_environment):
     scenario = Scenario(
         name="new-subscribers", contacts=300, subscribers=200, new_subscribers_no_match=201
     )
-    result = _run(scenario, tmp_path)
+    # Pages of 50 subscribers: the extract gathers them into one batch, so the 201 creates
+    # take two full upserts instead of one partial upsert per page.
+    result = _run(scenario, tmp_path, cerkl_page_size=50)
     calls = _task(result, "link_new_subscribers")["api_calls"]["salesforce"]["by_endpoint"]
     flow = result.records["flows"]["new_subscribers_to_contacts"]
     assert flow["created_contact"] == 201

@@ -39,7 +39,7 @@ def test_lookup_calls_fill_request_uri():
     k = keys_per_lookup(keys[0], uri_prefix=PREFIX, soql_head=HEAD, soql_tail=")")
     calls = lookup_calls(keys, uri_prefix=PREFIX, soql_head=HEAD, soql_tail=")")
     # A key costs its 23 characters, 2 more for "@" as "%40", and 9 for two quotes and a
-    # comma; the statement around the list costs 44 encoded bytes.
+    # comma. The statement around the list costs 44 encoded bytes.
     assert k == (MAX_REQUEST_URI_BYTES - len(PREFIX) - 44) // (23 + 2 + 9)
     assert calls == 7
     assert calls == -(-len(keys) // k)

@@ -74,17 +74,30 @@ def extract_subscriber_changes(
     changed_refs: list[BatchRef] = []
     unlinked_refs: list[BatchRef] = []
     seen_unlinked: set[int] = set()
+    # Pages are gathered into batches of ``batch_size`` records, so that the steps downstream
+    # send full Salesforce look-ups and writes instead of a partial one per page.
+    changed_buffer: list[dict[str, Any]] = []
+    unlinked_buffer: list[dict[str, Any]] = []
     for page in cerkl.iter_subscriber_pages(modified_since=start):
         records = [subscriber_from_cerkl(s) for s in page]
         records = [r for r in records if _within(r["modified"], start, end)]
         if not records:
             continue
-        changed_refs.append(batches.put(records, label="subscribers-changed"))
         links = state.get_links_by_subscriber(r["id"] for r in records)
         unlinked = [r for r in records if r["id"] not in links]
         seen_unlinked.update(r["id"] for r in unlinked)
-        if unlinked:
-            unlinked_refs.append(batches.put(unlinked, label="subscribers-unlinked"))
+        changed_buffer.extend(records)
+        unlinked_buffer.extend(unlinked)
+        changed_buffer = _store_full_batches(
+            batches, changed_buffer, changed_refs, "subscribers-changed", config.batch_size
+        )
+        unlinked_buffer = _store_full_batches(
+            batches, unlinked_buffer, unlinked_refs, "subscribers-unlinked", config.batch_size
+        )
+    if changed_buffer:
+        changed_refs.append(batches.put(changed_buffer, label="subscribers-changed"))
+    if unlinked_buffer:
+        unlinked_refs.append(batches.put(unlinked_buffer, label="subscribers-unlinked"))
 
     pending_ids = sorted(
         {
@@ -151,6 +164,20 @@ def extract_subscriber_changes(
     }
     log.info("Extracted Cerkl changes: %s", summary["counts"])
     return summary
+
+
+def _store_full_batches(
+    batches: BatchStore,
+    buffer: list[dict[str, Any]],
+    refs: list[BatchRef],
+    label: str,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """Store every full batch of ``buffer`` in ``refs`` and return the records left over."""
+    while len(buffer) >= batch_size:
+        refs.append(batches.put(buffer[:batch_size], label=label))
+        buffer = buffer[batch_size:]
+    return buffer
 
 
 def _query_contacts(
