@@ -14,7 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from include.cerkl_sync.batches import BatchStore
-from include.cerkl_sync.flows.common import RunInfo, api_calls_dict
+from include.cerkl_sync.flows.common import (
+    FlowResult,
+    RunInfo,
+    api_calls_dict,
+    recording_flow_results,
+)
 
 if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
@@ -77,36 +82,60 @@ class TaskClients:
             state.dispose()
 
 
-def _is_configuration_error(exc: BaseException) -> bool:
+def _is_retry_useless(exc: BaseException) -> bool:
+    """Tell whether a retry of the task minutes later cannot succeed either."""
     from cerkl.exceptions import CerklConfigError
 
     from include.cerkl_sync.config import ConfigError
+    from include.cerkl_sync.salesforce_io import SalesforceApiLimitError
 
-    return isinstance(exc, ConfigError | CerklConfigError)
+    # The Salesforce API allowance is a rolling 24-hour count, so a retry only spends more.
+    return isinstance(exc, ConfigError | CerklConfigError | SalesforceApiLimitError)
+
+
+def _push_partial_results(context: Any, results: list[FlowResult]) -> None:
+    """Push the flow results of a failed task, so the report counts the writes it made."""
+    if not results:
+        return
+    flows = {result.flow: result.to_dict() for result in results}
+    context["ti"].xcom_push(key=FLOWS_KEY, value=flows)
+    log.warning(
+        "Task failed part-way; reporting flows %s: %s",
+        ", ".join(sorted(flows)),
+        {flow: dict(sorted(r["counts"].items())) for flow, r in flows.items()},
+    )
 
 
 @contextmanager
 def task_clients(run_info: dict[str, Any], context: Any = None) -> Iterator[TaskClients]:
-    """Yield the task's clients; push their API call counts to XCom when the task ends."""
-    clients = TaskClients(RunInfo.from_dict(run_info))
-    try:
-        yield clients
-    except BaseException as exc:
-        if context is not None:
-            context["ti"].xcom_push(key=ERROR_KEY, value=type(exc).__name__)
-        if _is_configuration_error(exc):
-            from airflow.sdk.exceptions import AirflowFailException
+    """Yield the task's clients; push their API call counts to XCom when the task ends.
 
-            # A retry cannot fix a bad setting: fail now so the alert goes out at once.
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        raise
-    finally:
-        calls = clients.api_calls()
-        if context is not None:
-            context["ti"].xcom_push(key=API_CALLS_KEY, value=calls)
-        log.info(
-            "API calls of this task: Salesforce %d, Cerkl %d",
-            calls["salesforce"]["total"],
-            calls["cerkl"]["total"],
-        )
-        clients.close()
+    When the task fails, the flow results created in it so far are pushed under the
+    ``flows`` key with ``completed`` false, so the run report lists those flows as
+    incomplete with the writes they made.
+    """
+    clients = TaskClients(RunInfo.from_dict(run_info))
+    with recording_flow_results() as results:
+        try:
+            yield clients
+        except BaseException as exc:
+            if context is not None:
+                context["ti"].xcom_push(key=ERROR_KEY, value=type(exc).__name__)
+                _push_partial_results(context, results)
+            if _is_retry_useless(exc):
+                from airflow.sdk.exceptions import AirflowFailException
+
+                # A retry cannot fix a bad setting or a spent API allowance: fail now so the
+                # alert goes out at once.
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        finally:
+            calls = clients.api_calls()
+            if context is not None:
+                context["ti"].xcom_push(key=API_CALLS_KEY, value=calls)
+            log.info(
+                "API calls of this task: Salesforce %d, Cerkl %d",
+                calls["salesforce"]["total"],
+                calls["cerkl"]["total"],
+            )
+            clients.close()

@@ -1,4 +1,4 @@
-"""Run the sync's steps against the sandbox, in this process or in a child process.
+"""Run the sync's steps against the sandbox with real clients, step by step.
 
 The reliability tests call the flow functions with real clients in the DAG's task order
 (:data:`STEP_ORDER`), inject faults before one step, and compare the end state of both
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -331,27 +329,3 @@ def write_count(counters: dict[str, Any]) -> int:
 def login_count(counters: dict[str, Any]) -> int:
     """Return how many Salesforce logins the counters hold."""
     return sum(n for key, n in counters["by_endpoint"].items() if key in sb.LOGIN_KEYS)
-
-
-CHILD_SCRIPT = REPO / "tests" / "reliability" / "step_child.py"
-
-
-def start_step_child(work: Path, run: RunInfo, step: str, arguments: dict[str, Any]) -> Any:
-    """Start a child process that runs ``step`` and writes its output next to its input.
-
-    :return: the ``subprocess.Popen`` of the child; its output is ``work / "output.json"``.
-    """
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "input.json").write_text(
-        json.dumps({"run": run.to_dict(), "step": step, "arguments": arguments}),
-        encoding="utf-8",
-    )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(str(REPO / p) for p in (".", "plugins", "dags"))
-    return subprocess.Popen(
-        [sys.executable, str(CHILD_SCRIPT), str(work)],
-        cwd=REPO,
-        env=env,
-        stdout=(work / "stdout.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.fault_scenario]
 
 COLLECTIONS_PATH = r"/composite/sobjects$"
 UPSERT_PATH = r"/composite/sobjects/Contact/Cerkl_Subscriber_Id__c$"
+API_LIMIT = 10
 
 
 def _fired(client: Any) -> dict[int, int]:
@@ -218,16 +220,29 @@ def test_lock_row_faults_resend_only_failed(env, baseline):
 
 
 def test_api_limit_stops_step_then_next_run_finishes(env, baseline):
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.cerkl_sync.flows.subscribers import NEW_FLOW
+    from include.cerkl_sync.runtime import task_clients
     from include.cerkl_sync.state import SyncStateStore
 
     pipeline = helpers.Pipeline("sf-limit")
     pipeline.until("link_new_subscribers")
     env.salesforce.set_api_limit(1000, used=1000)
     env.reset_counters()
-    with pytest.raises(SalesforceApiLimitError, match="REQUEST_LIMIT_EXCEEDED"):
-        pipeline.step("link_new_subscribers")
+    step = "link_new_subscribers"
+    # AirflowFailException fails the task without the retries that would spend more allowance.
+    with pytest.raises(AirflowFailException, match="REQUEST_LIMIT_EXCEEDED") as raised:
+        with task_clients(pipeline.run.to_dict()) as clients:
+            step_clients = helpers.StepClients(
+                salesforce=clients.salesforce,
+                cerkl=clients.cerkl,
+                state=clients.state,
+                batches=clients.batches,
+            )
+            helpers.run_step(step, pipeline.run, pipeline.arguments(step), step_clients)
 
+    assert isinstance(raised.value.__cause__, SalesforceApiLimitError)
     assert helpers.write_count(env.salesforce.counters()) == 0
     assert helpers.write_count(env.cerkl.counters()) == 0
     state = SyncStateStore(env.state_url)
@@ -237,6 +252,59 @@ def test_api_limit_stops_step_then_next_run_finishes(env, baseline):
         state.dispose()
 
     env.salesforce.set_api_limit(100_000)
-    pipeline.step("link_new_subscribers")
+    pipeline.step(step)
     pipeline.rest()
+    assert helpers.end_state(env) == baseline
+
+
+def _window_ends(env: Any) -> dict[str, Any]:
+    from include.cerkl_sync.config import FLOWS
+    from include.cerkl_sync.state import SyncStateStore
+
+    state = SyncStateStore(env.state_url)
+    try:
+        return {flow: state.get_window_end(flow) for flow in FLOWS}
+    finally:
+        state.dispose()
+
+
+def test_api_limit_fails_dag_run_then_next_run_finishes(env, baseline, sync_dag):
+    from include.cerkl_sync.report import validate_report
+    from include.sandbox.local_airflow import run_dag
+
+    logical_date = helpers.RUN_DAY + timedelta(days=1)
+    env.salesforce.set_api_limit(API_LIMIT)
+    failed = run_dag(sync_dag, logical_date, {"full_sync": True})
+    cerkl_writes = env.cerkl.counters()["by_endpoint"]
+
+    assert failed.state == "failed", failed.task_states
+    report = failed.report
+    validate_report(report)
+    assert report["state"] == "failed"
+    errors = {task["task_id"]: task["error"] for task in report["failed_tasks"]}
+    stopped = [task for task, error in errors.items() if error == "SalesforceApiLimitError"]
+    assert stopped, errors
+    assert set(errors.values()) <= {"SalesforceApiLimitError", "upstream_failed"}, errors
+    assert all(failed.task_states[task] == "failed" for task in stopped)
+
+    ends = _window_ends(env)
+    for flow, status in report["flow_status"].items():
+        if status == "completed":
+            assert ends[flow] is not None, flow
+        else:
+            assert ends[flow] is None, flow
+    assert "completed" in report["flow_status"].values()
+    # A failed apply task reports its flow as incomplete, with the writes it made.
+    assert "incomplete" in report["flow_status"].values()
+    assert "completed" not in {report["flow_status"][f] for f in ("campaigns_to_segments",)}
+    if cerkl_writes.get("POST subscriber"):
+        # Subscribers were created before the Salesforce link update hit the limit.
+        assert report["flow_status"]["contacts_to_subscribers"] == "incomplete"
+        assert report["flows"]["contacts_to_subscribers"]["created"] > 0
+
+    env.salesforce.set_api_limit(100_000)
+    finished = run_dag(sync_dag, logical_date, {"full_sync": True})
+    assert finished.state == "success", finished.task_states
+    assert set(finished.report["flow_status"].values()) == {"completed"}
+    assert all(end is not None for end in _window_ends(env).values())
     assert helpers.end_state(env) == baseline

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -86,6 +88,11 @@ class FlowResult:
     records: int = 0
     completed: bool = False
 
+    def __post_init__(self) -> None:
+        recorded = _recorded_results.get()
+        if recorded is not None:
+            recorded.append(self)
+
     def reject(self, record_type: str, record_id: object, reason: str) -> None:
         self.counts["rejected"] += 1
         self.rejected.append(
@@ -119,6 +126,26 @@ class FlowResult:
             "records": self.records,
             "completed": self.completed,
         }
+
+
+_recorded_results: ContextVar[list[FlowResult] | None] = ContextVar(
+    "cerkl_sync_recorded_flow_results", default=None
+)
+
+
+@contextmanager
+def recording_flow_results() -> Iterator[list[FlowResult]]:
+    """Collect every :class:`FlowResult` created in this thread until the block ends.
+
+    A task that fails part-way reports these results, with the counts of the writes done
+    before the failure, as incomplete flows.
+    """
+    results: list[FlowResult] = []
+    token = _recorded_results.set(results)
+    try:
+        yield results
+    finally:
+        _recorded_results.reset(token)
 
 
 def api_calls_dict(salesforce: Counter[str] | None, cerkl: Counter[str] | None) -> dict[str, Any]:
