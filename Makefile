@@ -48,3 +48,8 @@ sandbox: venv
 SCENARIO ?= daily
 bench: venv
 	$(PY) -m bench.run --scenario $(SCENARIO) $(BENCH_ARGS)
+
+# Seeded two-way convergence simulation: DAYS simulated days (required), SEED optional.
+simulate: venv
+	$(if $(DAYS),,$(error DAYS is missing: run make simulate DAYS=30))
+	$(PY) -m include.sandbox.simulation --days $(DAYS) --seed $(or $(SEED),1)
