@@ -176,7 +176,7 @@ def cerkl_salesforce_sync():
             return _finish(clients.run, clients, context, result)
 
     @task
-    def apply_unsubscribes(run_info: dict, cerkl_changes: dict):
+    def apply_unsubscribes(run_info: dict, cerkl_changes: dict, contact_batches: dict):
         """Mark the Contacts of Cerkl unsubscribes as opted out."""
         from include.cerkl_sync.flows import subscribers
         from include.cerkl_sync.runtime import task_clients
@@ -188,6 +188,7 @@ def cerkl_salesforce_sync():
                 cerkl_changes["unsubscribes"],
                 salesforce=clients.salesforce,
                 state=clients.state,
+                contact_refs=contact_batches["batches"],
             )
             return _finish(clients.run, clients, context, result)
 
@@ -286,7 +287,7 @@ def cerkl_salesforce_sync():
     with TaskGroup("cerkl_to_salesforce"):
         cerkl_changes = extract_subscriber_changes(run)
         linked = link_new_subscribers(run, cerkl_changes, contact_batches)
-        unsubscribed = apply_unsubscribes(run, cerkl_changes)
+        unsubscribed = apply_unsubscribes(run, cerkl_changes, contact_batches)
         changed = apply_subscriber_changes(run, cerkl_changes, contact_batches)
     with salesforce_to_cerkl:
         contact_plan = plan_contact_changes(run, contact_batches, cerkl_changes)

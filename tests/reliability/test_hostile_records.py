@@ -333,6 +333,14 @@ CORPUS: list[Case] = [
         extra={"contact": 31},
     ),
     Case(
+        "unsub-spaced-contact",
+        "unsubscribe",
+        _unsubscribe(5, "unsub.spaced@example.org", self_unsubscribed=True),
+        "synced",
+        flow=UNSUBSCRIBES,
+        extra={"contact": 32},
+    ),
+    Case(
         "unsub-no-contact",
         "unsubscribe",
         _unsubscribe(3, "nobody.here@example.org", self_unsubscribed=True),
@@ -354,6 +362,7 @@ CORPUS: list[Case] = [
 UNSUBSCRIBE_CONTACTS = [
     _contact(30, "unsub.self@example.org", "Un", "Self"),
     _contact(31, "O'Unsub@Example.org", "Un", "Apostrophe"),
+    _contact(32, "  Unsub.Spaced@example.org ", "Un", "Spaced"),
 ]
 DELETED_CONTACT = _contact(40, "deleted.member@example.org", "Gone", "Member", IsDeleted=True)
 LEAD = {

@@ -269,10 +269,12 @@ def link_new_subscribers(
 def _extracted_contacts_by_email(
     unlinked_refs: Sequence[BatchRef], contact_refs: Sequence[BatchRef]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Return extracted, unlinked Contacts by normalized email, for the unlinked subscribers.
+    """Return extracted, unlinked Contacts by normalized email, for the given Cerkl records.
 
-    Only Contacts whose email matches an unlinked subscriber are kept, so a full sync's
+    Only Contacts whose email matches one of those records are kept, so a full sync's
     extract is streamed once and not held in memory.
+
+    :param unlinked_refs: batches of subscribers or unsubscribes (records with ``email``).
     """
     if not contact_refs:
         return {}
@@ -416,11 +418,17 @@ def apply_unsubscribes(
     *,
     salesforce: SalesforceClient,
     state: SyncStateStore,
+    contact_refs: Sequence[BatchRef] = (),
 ) -> FlowResult:
-    """Mark the Contacts of Cerkl unsubscribes as opted out."""
+    """Mark the Contacts of Cerkl unsubscribes as opted out.
+
+    :param contact_refs: the Contacts extracted in this run, matched by email too, because a
+        SOQL ``IN`` misses a Contact whose Email has surrounding spaces.
+    """
     config = run.config
     fields = config.contact_fields
     result = FlowResult(UNSUBSCRIBES_FLOW)
+    extracted = _extracted_contacts_by_email(unsubscribe_refs, contact_refs)
     for ref in unsubscribe_refs:
         unsubscribes = BatchStore.get(ref)
         links = state.get_links_by_subscriber(u["id"] for u in unsubscribes)
@@ -432,9 +440,11 @@ def apply_unsubscribes(
             for u in unsubscribes
             if u["id"] not in links and u["id"] not in held and normalize_email(u.get("email"))
         ]
-        found = _query_contacts(
-            salesforce, run, fields.email, [normalize_email(u["email"]) for u in unlinked]
-        )
+        keys = [normalize_email(u["email"]) for u in unlinked]
+        found = _query_contacts(salesforce, run, fields.email, keys)
+        found_ids = {c["id"] for c in found}
+        for key in keys:
+            found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
         holders = state.get_links_by_contact(c["id"] for c in found)
         candidates = [c for c in found if c["id"] not in holders and c["subscriber_id"] is None]
         matches = {
