@@ -149,7 +149,6 @@ def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     )
 
     inbox = AlertInbox()
-    inbox.controller.start()
     batch_folder = work_dir / "shared" / "batches"
     report_folder = work_dir / "shared" / "reports"
     previous = dict(os.environ)
@@ -186,9 +185,12 @@ def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         }
     )
     broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
-    broker.flushdb()
     stack = CeleryStack(work_dir=work_dir, extra_env=settings)
+    inbox_started = False
     try:
+        inbox.controller.start()
+        inbox_started = True
+        broker.flushdb()
         stack.create_databases()
         stack.start()
         wait_until(
@@ -212,7 +214,8 @@ def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         }
     finally:
         stack.stop()
-        inbox.controller.stop()
+        if inbox_started:
+            inbox.controller.stop()
         broker.flushdb()
         broker.close()
         salesforce.close()
@@ -323,6 +326,8 @@ def test_backfill_tasks_ran_on_celery_worker(backfill, deployment):
         (DAG_ID, "cerkl_to_salesforce.extract_subscriber_changes"),
     )
     assert pools == [("cerkl_api",)]
+    slots = stack.query("SELECT slots FROM slot_pool WHERE pool = %s", ("cerkl_api",))
+    assert slots == [(4,)]
 
 
 def test_backfill_batches_went_through_shared_folder(backfill, deployment):
