@@ -396,29 +396,32 @@ class Simulation:
         ]
         linked_contacts = [c for c, _ in pairs]
 
+        # Members as they are during the day: joins add to it and departures take from it.
+        members = [dict(m) for m in snapshot.members]
+        in_scope_ids = {c["Id"] for c in in_scope}
+
         def join() -> None:
             campaign = self.rng.choice(in_scope)
-            members = {
-                m["ContactId"] for m in snapshot.members if m["CampaignId"] == campaign["Id"]
-            }
-            choices = [c for c in linked_contacts if c["Id"] not in members]
+            present = {m["ContactId"] for m in members if m["CampaignId"] == campaign["Id"]}
+            choices = [c for c in linked_contacts if c["Id"] not in present]
             if choices:
                 contact = self.rng.choice(choices)
-                self.sf.CampaignMember.create(
+                created = self.sf.CampaignMember.create(
                     {"CampaignId": campaign["Id"], "ContactId": contact["Id"]}
+                )
+                members.append(
+                    {"Id": created["id"], "CampaignId": campaign["Id"], "ContactId": contact["Id"]}
                 )
 
         def leave() -> None:
-            rows = [
-                m
-                for m in snapshot.members
-                if m["CampaignId"] in {c["Id"] for c in in_scope} and m.get("ContactId")
-            ]
+            rows = [m for m in members if m["CampaignId"] in in_scope_ids and m.get("ContactId")]
             if rows:
-                self.sf.CampaignMember.delete(self.rng.choice(rows)["Id"])
+                row = self.rng.choice(rows)
+                self.sf.CampaignMember.delete(row["Id"])
+                members.remove(row)
 
-        # Each pair is changed by at most one kind of operation, so the expected end state of
-        # every field is known: one side's edit, or both sides' edits and a conflict.
+        # Each pair gets one kind of change (some kinds touch both sides), so the expected end
+        # state of every field is known: one side's edit, or both sides' edits and a conflict.
         used = iter(pairs)
         counts = {
             "sf_edit": self.rng.randint(1, 4),
@@ -429,6 +432,9 @@ class Simulation:
             "sf_opt_out": self.rng.randint(0, 2),
             "self_unsubscribe": self.rng.randint(0, 2),
             "admin_unsubscribe": self.rng.randint(0, 1),
+            "both_email": self.rng.randint(0, 1),
+            "edit_and_self_unsubscribe": self.rng.randint(0, 1),
+            "opt_out_and_cerkl_edit": self.rng.randint(0, 1),
         }
         for kind, count in counts.items():
             for _ in range(count):
@@ -452,6 +458,15 @@ class Simulation:
                     operations.append(sf_opt_out(contact))
                 elif kind == "self_unsubscribe":
                     operations.append(self_unsubscribe(subscriber))
+                elif kind == "both_email":
+                    operations.append(sf_email(contact))
+                    operations.append(cerkl_email(contact, subscriber_id))
+                elif kind == "edit_and_self_unsubscribe":
+                    operations.append(sf_edit(contact, name))
+                    operations.append(self_unsubscribe(subscriber))
+                elif kind == "opt_out_and_cerkl_edit":
+                    operations.append(sf_opt_out(contact))
+                    operations.append(cerkl_edit(contact, subscriber_id, name))
                 else:
                     operations.append(admin_unsubscribe(subscriber))
         operations += [sf_create] * self.rng.randint(0, 3)

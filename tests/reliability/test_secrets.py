@@ -98,11 +98,20 @@ def _seed(env) -> dict[str, set[str]]:
     return {"emails": emails, "names": names}
 
 
+# Issued tokens are not known to the test, so their usual shapes in text are searched for.
+TOKEN_PATTERNS = (
+    re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"access_token\W{1,4}[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"<sessionId>[^<]{8,}"),
+)
+
+
 def _leaks(text: str, seeded: dict[str, set[str]]) -> list[str]:
     """Return the seeded values found in ``text`` (names as whole words, 4+ characters)."""
     lowered = text.lower()
     found = [e for e in seeded["emails"] if e.lower() in lowered]
     found += [s for s in SECRETS if s in text]
+    found += [m.group(0)[:20] for pattern in TOKEN_PATTERNS for m in pattern.finditer(text)]
     for name in seeded["names"]:
         if len(name) >= 4 and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text):
             found.append(name)
