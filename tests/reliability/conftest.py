@@ -36,11 +36,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"faults survived: {survived} of {len(_outcomes)} scenarios")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def baseline(sync_environment: SyncEnvironment) -> dict[str, Any]:  # noqa: F811
     """End state of both systems after the steps ran once on the seeded org without faults."""
     helpers.seed_org(sync_environment)
     helpers.Pipeline("baseline").rest()
+    return helpers.end_state(sync_environment)
+
+
+@pytest.fixture(scope="session")
+def baseline_day_two(sync_environment: SyncEnvironment) -> dict[str, Any]:  # noqa: F811
+    """End state after a clean first day, Contact changes, and a clean run for the next day."""
+    helpers.seed_org(sync_environment)
+    helpers.Pipeline("baseline").rest()
+    helpers.change_contacts_on_day_two(sync_environment)
+    helpers.Pipeline("baseline-day-two", day=helpers.DAY_TWO, full_sync=False).rest()
     return helpers.end_state(sync_environment)
 
 

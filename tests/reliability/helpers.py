@@ -24,6 +24,7 @@ from tests.include.sandbox.cerkl.api_client import CerklApi
 REPO = Path(__file__).resolve().parents[2]
 ORG_NOW = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
 RUN_DAY = datetime(2026, 11, 1, tzinfo=UTC)
+DAY_TWO = RUN_DAY + timedelta(days=1)
 DAG_ID = "cerkl_salesforce_sync"
 
 #: A small generated org: every flow has work, and a step takes well under a second.
@@ -118,8 +119,8 @@ def build_clients(
     )
 
 
-def prepare(run_id: str, *, full_sync: bool = True) -> RunInfo:
-    """Compute the run settings for the day :data:`RUN_DAY`, as ``start_run`` does."""
+def prepare(run_id: str, *, day: datetime = RUN_DAY, full_sync: bool = True) -> RunInfo:
+    """Compute the run settings for ``day``, five minutes after it ends, as ``start_run`` does."""
     from include.cerkl_sync.config import load_config_from_environment
     from include.cerkl_sync.flows.run import prepare_run
     from include.cerkl_sync.runtime import STATE_CONN_ID
@@ -130,13 +131,13 @@ def prepare(run_id: str, *, full_sync: bool = True) -> RunInfo:
         return prepare_run(
             dag_id=DAG_ID,
             run_id=run_id,
-            interval_start=RUN_DAY,
-            interval_end=RUN_DAY + timedelta(days=1),
+            interval_start=day,
+            interval_end=day + timedelta(days=1),
             params={"full_sync": full_sync},
             config=load_config_from_environment(),
             organization_id=os.environ["AIRFLOW_VAR_CERKL_ORGANIZATION_ID"],
             state=state,
-            now=RUN_DAY + timedelta(days=1, minutes=5),
+            now=day + timedelta(days=1, minutes=5),
         )
     finally:
         state.dispose()
@@ -218,8 +219,8 @@ def run_step(step: str, run: RunInfo, arguments: dict[str, Any], clients: StepCl
 class Pipeline:
     """One run of the sync's steps, each step with fresh clients as a task would have."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run = prepare(run_id)
+    def __init__(self, run_id: str, *, day: datetime = RUN_DAY, full_sync: bool = True) -> None:
+        self.run = prepare(run_id, day=day, full_sync=full_sync)
         self.outputs: dict[str, Any] = {}
         self.sleeps: list[float] = []
 
@@ -275,11 +276,38 @@ def seed_org(env: Any, spec: OrgSpec = ORG_SPEC) -> None:
     env.reset_counters()
 
 
+def change_contacts_on_day_two(env: Any) -> None:
+    """Opt three linked Contacts out and rename three others during :data:`DAY_TWO`.
+
+    The next run for that day must unsubscribe three subscribers and update three in Cerkl.
+    """
+    env.set_clocks(DAY_TWO + timedelta(hours=10))
+    sf = sb.salesforce_client(env.sandbox.salesforce_url)
+    try:
+        linked = sorted(
+            (
+                c
+                for c in sb.contacts(sf).values()
+                if c["Cerkl_Subscriber_Id__c"]
+                and not c["IsDeleted"]
+                and not (c["Cerkl_Unsubscribe__c"] or c["HasOptedOutOfEmail"])
+            ),
+            key=lambda c: c["Id"],
+        )
+        for contact in linked[:3]:
+            sf.Contact.update(contact["Id"], {"Cerkl_Unsubscribe__c": True})
+        for contact in linked[3:6]:
+            sf.Contact.update(contact["Id"], {"FirstName": "Renamed"})
+    finally:
+        sf.session.close()
+    env.set_clocks(DAY_TWO + timedelta(days=1, minutes=5))
+
+
 def end_state(env: Any) -> dict[str, Any]:
     """Describe both systems by email address, so that runs with different ids compare.
 
-    Contains the Contacts per email with their opt-out flags, the subscriber and
-    unsubscribe emails, the linked pairs, and each segment's members.
+    Contains the Contacts per email with their names and opt-out flags, the subscribers'
+    emails and first names, the unsubscribe emails, the linked pairs, and each segment's members.
     """
     sf = sb.salesforce_client(env.sandbox.salesforce_url)
     api = CerklApi(env.sandbox.cerkl_url)
@@ -297,6 +325,7 @@ def end_state(env: Any) -> dict[str, Any]:
     contact_rows = Counter(
         (
             sb.normalize_email(c["Email"]),
+            c["FirstName"],
             c["LastName"],
             bool(c["Cerkl_Unsubscribe__c"]),
             bool(c["HasOptedOutOfEmail"]),
@@ -311,7 +340,9 @@ def end_state(env: Any) -> dict[str, Any]:
     return {
         "contacts": len(contacts),
         "contact_rows": contact_rows,
-        "subscribers": sorted(email_of[sid] for sid in subscribers),
+        "subscribers": sorted(
+            (email_of[sid], s.get("first_name") or "") for sid, s in subscribers.items()
+        ),
         "unsubscribes": sorted(email_of[uid] for uid in unsubscribes),
         "pairs": pairs,
         "segments": {

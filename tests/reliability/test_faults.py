@@ -308,3 +308,28 @@ def test_api_limit_fails_dag_run_then_next_run_finishes(env, baseline, sync_dag)
     assert set(finished.report["flow_status"].values()) == {"completed"}
     assert all(end is not None for end in _window_ends(env).values())
     assert helpers.end_state(env) == baseline
+
+
+def test_cerkl_faults_on_unsubscribes_and_updates(env, baseline_day_two):
+    helpers.Pipeline("day-one").rest()
+    helpers.change_contacts_on_day_two(env)
+    pipeline = helpers.Pipeline("day-two", day=helpers.DAY_TWO, full_sync=False)
+    pipeline.until("apply_contact_changes")
+    env.reset_counters()
+    drops = env.cerkl.add_fault(
+        path=r"/v3/subscriber/\d+$", method="DELETE", action="drop", count=2
+    )
+    storm = env.cerkl.add_fault(
+        path=r"/v3/subscriber/\d+$", method="PUT", status=429, retry_after=4, count=2
+    )
+    errors = env.cerkl.add_fault(path=r"/v3/subscriber/\d+$", method="PUT", status=503, count=2)
+    result = pipeline.step("apply_contact_changes")
+
+    assert _fired(env.cerkl) == {drops: 2, storm: 2, errors: 2}
+    assert pipeline.sleeps.count(4.0) == 2, pipeline.sleeps
+    counts = result[0]["counts"]
+    assert counts.get("unsubscribed") == 3, counts
+    assert counts.get("updated") == 3, counts
+    assert result[0]["rejected"] == []
+    pipeline.rest()
+    assert helpers.end_state(env) == baseline_day_two

@@ -43,6 +43,35 @@ def _wait_for_writes(controls: Any, count: int, child: Any, log: Path) -> int:
     pytest.fail(f"the child made fewer than {count} writes in 60 s")
 
 
+def _kill_and_rerun(
+    pipeline: helpers.Pipeline, step: str, controls: Any, kill_after: int, tmp_path: Path
+) -> list[dict[str, Any]]:
+    """Kill a child running ``step`` after ``kill_after`` writes; rerun it in a new child."""
+    arguments = pipeline.arguments(step)
+    controls.set_latency(fixed_ms=LATENCY_MS)
+    first = start_step_child(tmp_path / "first", pipeline.run, step, arguments)
+    try:
+        writes = _wait_for_writes(controls, kill_after, first, tmp_path / "first" / "child.log")
+    finally:
+        first.kill()
+        first.join(timeout=30)
+    controls.set_latency(0)
+    assert writes >= kill_after
+    assert first.exitcode == -9
+    assert not (tmp_path / "first" / "output.json").exists()
+
+    second = start_step_child(tmp_path / "second", pipeline.run, step, arguments)
+    second.join(timeout=120)
+    log = (tmp_path / "second" / "child.log").read_text()
+    assert second.exitcode == 0, log[-3000:]
+    if step in LINK_LOCK_STEPS:
+        # The killed child held the link lock; its lease ran out and the rerun took it over.
+        assert "Took over the link lock" in log
+    pipeline.outputs[step] = json.loads((tmp_path / "second" / "output.json").read_text())
+    assert all(result["completed"] for result in pipeline.outputs[step])
+    return pipeline.outputs[step]
+
+
 @pytest.mark.parametrize(
     ("step", "system", "kill_after"),
     [
@@ -64,31 +93,26 @@ def test_killed_step_rerun_leaves_no_duplicates(
     monkeypatch.setenv("AIRFLOW_CONN_CERKL_DEFAULT", json.dumps(connection))
     pipeline = helpers.Pipeline(f"kill-{step}")
     pipeline.until(step)
-    arguments = pipeline.arguments(step)
     controls = getattr(env, system)
     env.reset_counters()
-    controls.set_latency(fixed_ms=LATENCY_MS)
-
-    first = start_step_child(tmp_path / "first", pipeline.run, step, arguments)
-    try:
-        writes = _wait_for_writes(controls, kill_after, first, tmp_path / "first" / "child.log")
-    finally:
-        first.kill()
-        first.join(timeout=30)
-    controls.set_latency(0)
-    assert writes >= kill_after
-    assert first.exitcode == -9
-    assert not (tmp_path / "first" / "output.json").exists()
-
-    second = start_step_child(tmp_path / "second", pipeline.run, step, arguments)
-    second.join(timeout=120)
-    log = (tmp_path / "second" / "child.log").read_text()
-    assert second.exitcode == 0, log[-3000:]
-    if step in LINK_LOCK_STEPS:
-        # The killed child held the link lock; its lease ran out and the rerun took it over.
-        assert "Took over the link lock" in log
-    pipeline.outputs[step] = json.loads((tmp_path / "second" / "output.json").read_text())
-    assert all(result["completed"] for result in pipeline.outputs[step])
-
+    _kill_and_rerun(pipeline, step, controls, kill_after, tmp_path)
     pipeline.rest()
     assert helpers.end_state(env) == baseline
+
+
+def test_killed_unsubscribes_rerun_keeps_opt_outs(env, baseline_day_two, tmp_path):
+    helpers.Pipeline("day-one").rest()
+    helpers.change_contacts_on_day_two(env)
+    pipeline = helpers.Pipeline("kill-day-two", day=helpers.DAY_TWO, full_sync=False)
+    pipeline.until("apply_contact_changes")
+    env.reset_counters()
+
+    results = _kill_and_rerun(pipeline, "apply_contact_changes", env.cerkl, 2, tmp_path)
+
+    # Whether the first child's unsubscribes reached Cerkl or not, none is left undone or
+    # quarantined, and each pair's link records the opt-out.
+    counts = results[0]["counts"]
+    assert counts.get("unsubscribed") == 3, counts
+    assert results[0]["rejected"] == []
+    pipeline.rest()
+    assert helpers.end_state(env) == baseline_day_two

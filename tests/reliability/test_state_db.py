@@ -133,3 +133,25 @@ def test_state_db_lost_mid_step_retry_completes(env, baseline, step, method, fai
     pipeline.step(step)
     pipeline.rest()
     assert helpers.end_state(env) == baseline
+
+
+def test_state_db_lost_after_unsubscribes_retry_keeps_them(env, baseline_day_two):
+    helpers.Pipeline("day-one").rest()
+    helpers.change_contacts_on_day_two(env)
+    pipeline = helpers.Pipeline("state-lost-day-two", day=helpers.DAY_TWO, full_sync=False)
+    pipeline.until("apply_contact_changes")
+    store = SyncStateStore(env.state_url)
+    failing = FailingStateStore(store, method="save_links", fail_on_call=1)
+    try:
+        with pytest.raises(StateStoreUnavailableError):
+            pipeline.step("apply_contact_changes", state=failing)
+    finally:
+        store.dispose()
+
+    # The unsubscribes reached Cerkl; the retry finds them done instead of rejecting them.
+    result = pipeline.step("apply_contact_changes")
+    counts = result[0]["counts"]
+    assert counts.get("unsubscribed") == 3, counts
+    assert result[0]["rejected"] == []
+    pipeline.rest()
+    assert helpers.end_state(env) == baseline_day_two

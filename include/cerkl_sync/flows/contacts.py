@@ -396,7 +396,7 @@ class _ContactApplier:
                 ):
                     continue
             if unsubscribe and not self._cerkl_call(
-                action, lambda a: self.cerkl.unsubscribe_subscriber(a["subscriber_id"])
+                action, lambda a: self._unsubscribe(a["subscriber_id"])
             ):
                 continue
             self.result.counts["linked"] += 1
@@ -427,7 +427,7 @@ class _ContactApplier:
             )
 
         def unsubscribe(action: dict[str, Any]) -> Any:
-            return self.cerkl.unsubscribe_subscriber(action["subscriber_id"])
+            return self._unsubscribe(action["subscriber_id"])
 
         for kind, func, counter, opted_out in (
             ("update", update, "updated", False),
@@ -533,6 +533,22 @@ class _ContactApplier:
             cerkl_seen_at=cerkl_seen,
             previous=previous,
         )
+
+    def _unsubscribe(self, subscriber_id: int) -> None:
+        """Unsubscribe a subscriber; one that is an unsubscribe already counts as done.
+
+        An earlier try of this step may have unsubscribed it and then stopped (killed, or the
+        state DB lost) before recording the link, so Cerkl answers the retry with a conflict.
+        The unsubscribe record confirms that the opt-out holds.
+        """
+        from cerkl.exceptions import CerklConflictError
+
+        try:
+            self.cerkl.unsubscribe_subscriber(subscriber_id)
+        except CerklConflictError:
+            if self.cerkl.get_unsubscribe(subscriber_id) is None:
+                raise
+            log.info("Subscriber %s was already unsubscribed; recording the opt-out", subscriber_id)
 
     def _claim_existing(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
         """Find the subscriber a create collided with; claim it when no other Contact is linked to it."""
