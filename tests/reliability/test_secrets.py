@@ -262,6 +262,22 @@ def test_secrets_batch_files_deleted_at_run_end(leak_world):
         assert not snapshot["folder"].exists(), snapshot["folder"]
 
 
+def test_secrets_leak_search_finds_each_kind():
+    seeded = {"emails": {"ada.okafor@example.org"}, "names": {"Okafor"}}
+    text = (
+        "create ADA.OKAFOR@example.org for Okafor with "
+        f"{local_airflow.CERKL_CLIENT_SECRET}, Authorization: Bearer abcdefgh12345678"
+    )
+
+    found = _leaks(text, seeded)
+
+    assert "ada.okafor@example.org" in found
+    assert "Okafor" in found
+    assert local_airflow.CERKL_CLIENT_SECRET in found
+    assert any(item.startswith("Bearer") for item in found)
+    assert _leaks("Okaforian subscriber 100001", seeded) == []
+
+
 def test_no_code_disables_tls_verification():
     result = subprocess.run(
         ["git", "grep", "-n", "-I", "-E", r"verify\s*=\s*False", "--", "*.py", "*.cfg", "*.toml"],
