@@ -55,8 +55,15 @@ def baseline_day_two(sync_environment: SyncEnvironment) -> dict[str, Any]:  # no
 
 
 @pytest.fixture
-def env(sync_environment: SyncEnvironment, baseline: dict[str, Any]) -> Iterator[SyncEnvironment]:  # noqa: F811
-    """The sandbox with the seeded org and an empty state DB, faults cleared afterwards."""
+def env(
+    sync_environment: SyncEnvironment,  # noqa: F811
+    baseline: dict[str, Any],
+    baseline_day_two: dict[str, Any],
+) -> Iterator[SyncEnvironment]:
+    """The sandbox with the seeded org and an empty state DB, faults cleared afterwards.
+
+    The baselines come first because computing them runs the sync on the sandbox.
+    """
     helpers.seed_org(sync_environment)
     try:
         yield sync_environment
