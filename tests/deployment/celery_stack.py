@@ -119,6 +119,12 @@ class CeleryStack:
         return f"cerkl_sync_state_{self.suffix}"
 
     @property
+    def queue(self) -> str:
+        """Celery queue of this stack alone, so that stacks sharing the Redis database do not
+        take each other's tasks."""
+        return f"cerkl_sync_{self.suffix}"
+
+    @property
     def home(self) -> Path:
         return self.work_dir / "airflow-home"
 
@@ -155,6 +161,7 @@ class CeleryStack:
                     self.metadata_db, "db+postgresql+psycopg2"
                 ),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__API__BASE_URL": self.base_url,
@@ -220,7 +227,7 @@ class CeleryStack:
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
             # The worker's log server is off: it would take the fixed port 8793.
-            "celery worker": ["celery", "worker", "--skip-serve-logs"],
+            "celery worker": ["celery", "worker", "--skip-serve-logs", "--queues", self.queue],
         }
         env = self.environment()
         for name, args in commands.items():
@@ -289,6 +296,17 @@ class CeleryStack:
                 pass
         self.processes.clear()
         self._drop_databases()
+        self._delete_queue()
+
+    def _delete_queue(self) -> None:
+        import redis
+
+        broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+        try:
+            for key in broker.scan_iter(match=f"{self.queue}*"):
+                broker.delete(key)
+        finally:
+            broker.close()
 
     def _drop_databases(self) -> None:
         if not self.databases:

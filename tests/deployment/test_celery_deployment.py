@@ -25,7 +25,6 @@ from include.sandbox.local_airflow import configure_environment
 from tests.deployment.celery_stack import (
     POSTGRES_HOST,
     POSTGRES_PORT,
-    REDIS_DB,
     REDIS_HOST,
     REDIS_PORT,
     CeleryStack,
@@ -122,8 +121,6 @@ def _message_text(message: Message) -> str:
 def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The sandbox with a generated org, and a running Celery deployment pointed at it."""
     _require_services()
-    import redis
-
     from include.sandbox.client import SandboxControlClient
 
     work_dir = tmp_path_factory.mktemp("celery-deployment")
@@ -184,13 +181,11 @@ def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
             ),
         }
     )
-    broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
     stack = CeleryStack(work_dir=work_dir, extra_env=settings)
     inbox_started = False
     try:
         inbox.controller.start()
         inbox_started = True
-        broker.flushdb()
         stack.create_databases()
         stack.start()
         wait_until(
@@ -216,8 +211,6 @@ def deployment(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         stack.stop()
         if inbox_started:
             inbox.controller.stop()
-        broker.flushdb()
-        broker.close()
         salesforce.close()
         cerkl.close()
 
@@ -320,7 +313,7 @@ def test_backfill_tasks_ran_on_celery_worker(backfill, deployment):
         assert len(rows) == 11
         for task_id, hostname, queue in rows:
             assert hostname, task_id
-            assert queue == "default", task_id
+            assert queue == stack.queue, task_id
     pools = stack.query(
         "SELECT DISTINCT pool FROM task_instance WHERE dag_id = %s AND task_id = %s",
         (DAG_ID, "cerkl_to_salesforce.extract_subscriber_changes"),
