@@ -171,7 +171,7 @@ def step_arguments(step: str, outputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_step(step: str, run: RunInfo, arguments: dict[str, Any], clients: StepClients) -> Any:
-    """Run one step as its task does; an apply step's results go through ``finish_flow``."""
+    """Run one step as its task does, passing an apply step's results through ``finish_flow``."""
     from include.cerkl_sync.flows import campaigns, contacts, subscribers
     from include.cerkl_sync.flows.run import finish_flow
 
@@ -228,7 +228,7 @@ class Pipeline:
         return step_arguments(step, self.outputs)
 
     def step(self, step: str, *, state: Any = None, salesforce_session: Any = None) -> Any:
-        """Run one step; the clients are closed afterwards, also when it raises."""
+        """Run one step with new clients, which are closed afterwards, also when it raises."""
         clients = build_clients(self.run, state=state, salesforce_session=salesforce_session)
         try:
             output = run_step(step, self.run, self.arguments(step), clients)

@@ -34,7 +34,7 @@ _context: Any = None
 
 
 def run_step_in_child(work: str, environ: dict[str, str]) -> None:
-    """Run the step described in ``work/input.json``; write its output to ``output.json``.
+    """Run the step described in ``work/input.json`` and write its output to ``output.json``.
 
     :param work: folder with ``input.json`` (``run``, ``step``, ``arguments``); the child's
         log goes to ``child.log`` there.

@@ -126,12 +126,16 @@ def test_cerkl_dropped_connections_retried(env, baseline):
 def test_cerkl_token_expiry_renews_once(env, baseline):
     pipeline = helpers.Pipeline("cerkl-token")
     pipeline.until("apply_contact_changes")
-    env.cerkl.expire_tokens()
     env.reset_counters()
+    # Cerkl rejects the token in the middle of the step, as after its expiry.
+    rule = env.cerkl.add_fault(
+        path=r"/v3/subscriber$", method="POST", status=401, error_code="INVALID_TOKEN", count=1
+    )
     pipeline.step("apply_contact_changes")
 
-    # The step's hook fetches one token; the tokens expired before, so no renewal is needed.
-    assert env.cerkl.counters()["by_endpoint"].get("POST oauth/Token") == 1
+    assert _fired(env.cerkl)[rule] == 1
+    # One token when the step's hook starts, one after the rejection.
+    assert env.cerkl.counters()["by_endpoint"].get("POST oauth/Token") == 2
     pipeline.rest()
     assert helpers.end_state(env) == baseline
 
