@@ -15,6 +15,7 @@ connections ``salesforce_default``, ``cerkl_default`` and ``cerkl_sync_state``, 
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime, timedelta
 
@@ -29,6 +30,10 @@ from airflow.sdk import (
 )
 
 from include.cerkl_sync.alerts import run_failure_notifiers
+
+# Task outputs hold batches of records with emails and names, so they are never logged
+# (Airflow logs a task's return value by default).
+sync_task = functools.partial(task, show_return_value_in_logs=False)
 
 DAG_ID = "cerkl_salesforce_sync"
 SCHEDULE = os.environ.get("CERKL_SYNC_SCHEDULE", "0 0 * * *")
@@ -96,18 +101,26 @@ def _finish(run, clients, context, *results) -> dict:
     doc_md=__doc__,
 )
 def cerkl_salesforce_sync():
-    @task
+    @sync_task
     def start_run():
         """Check the state DB and the Salesforce fields; compute each flow's window."""
+        from include.cerkl_sync.batches import BatchStore
         from include.cerkl_sync.config import load_config, load_organization_id
-        from include.cerkl_sync.flows.run import prepare_run
-        from include.cerkl_sync.runtime import SALESFORCE_CONN_ID, STATE_CONN_ID
+        from include.cerkl_sync.flows.run import check_organization_account, prepare_run
+        from include.cerkl_sync.runtime import (
+            SALESFORCE_CONN_ID,
+            STATE_CONN_ID,
+            fail_fast_on_bad_settings,
+        )
         from include.cerkl_sync.salesforce_io import SalesforceClient
         from include.cerkl_sync.state import SyncStateStore
 
         context = get_current_context()
-        config = load_config()
-        state = SyncStateStore.from_connection(STATE_CONN_ID)
+        with fail_fast_on_bad_settings():
+            config = load_config()
+            organization_id = load_organization_id()
+            state = SyncStateStore.from_connection(STATE_CONN_ID)
+            BatchStore(context["run_id"], inline_max_bytes=config.xcom_inline_max_bytes)
         run = prepare_run(
             dag_id=DAG_ID,
             run_id=context["run_id"],
@@ -115,22 +128,29 @@ def cerkl_salesforce_sync():
             interval_end=context.get("data_interval_end"),
             params=context["params"],
             config=config,
-            organization_id=load_organization_id(),
+            organization_id=organization_id,
             state=state,
         )
         salesforce = SalesforceClient(SALESFORCE_CONN_ID)
         fields = config.contact_fields
-        salesforce.check_fields(
-            "Contact",
-            [fields.subscriber_id, fields.unsubscribe, fields.engagement_score, *fields.interests],
-        )
+        with fail_fast_on_bad_settings():
+            salesforce.check_fields(
+                "Contact",
+                [
+                    fields.subscriber_id,
+                    fields.unsubscribe,
+                    fields.engagement_score,
+                    *fields.interests,
+                ],
+            )
+            check_organization_account(salesforce, organization_id)
         from include.cerkl_sync.flows.common import api_calls_dict
         from include.cerkl_sync.runtime import API_CALLS_KEY
 
         context["ti"].xcom_push(key=API_CALLS_KEY, value=api_calls_dict(salesforce.api_calls, None))
         return run.to_dict()
 
-    @task
+    @sync_task
     def extract_contacts(run_info: dict):
         """Read Contacts in scope changed in the window (and pending ones)."""
         from include.cerkl_sync.flows import contacts
@@ -145,7 +165,7 @@ def cerkl_salesforce_sync():
                 batches=clients.batches,
             )
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def extract_subscriber_changes(run_info: dict):
         """Read subscribers and unsubscribes changed in the window (and pending ones)."""
         from include.cerkl_sync.flows import subscribers
@@ -157,7 +177,7 @@ def cerkl_salesforce_sync():
                 clients.run, cerkl=clients.cerkl, state=clients.state, batches=clients.batches
             )
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def link_new_subscribers(run_info: dict, cerkl_changes: dict, contact_batches: dict):
         """Link unlinked subscribers to Contacts, creating Contacts where none matches."""
         from include.cerkl_sync.flows import subscribers
@@ -175,7 +195,7 @@ def cerkl_salesforce_sync():
             )
             return _finish(clients.run, clients, context, result)
 
-    @task
+    @sync_task
     def apply_unsubscribes(run_info: dict, cerkl_changes: dict, contact_batches: dict):
         """Mark the Contacts of Cerkl unsubscribes as opted out."""
         from include.cerkl_sync.flows import subscribers
@@ -192,7 +212,7 @@ def cerkl_salesforce_sync():
             )
             return _finish(clients.run, clients, context, result)
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def apply_subscriber_changes(run_info: dict, cerkl_changes: dict, contact_batches: dict):
         """Write subscriber name, email, score and interest changes to linked Contacts."""
         from include.cerkl_sync.flows import subscribers
@@ -210,7 +230,7 @@ def cerkl_salesforce_sync():
             )
             return _finish(clients.run, clients, context, changes, interests)
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def plan_contact_changes(run_info: dict, contact_batches: dict, cerkl_changes: dict):
         """Plan the Cerkl writes for the changed Contacts."""
         from include.cerkl_sync.flows import contacts
@@ -227,7 +247,7 @@ def cerkl_salesforce_sync():
                 batches=clients.batches,
             )
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def apply_contact_changes(run_info: dict, contact_plan: dict):
         """Create, link, update and unsubscribe Cerkl subscribers as planned."""
         from include.cerkl_sync.flows import contacts
@@ -245,7 +265,7 @@ def cerkl_salesforce_sync():
             )
             return _finish(clients.run, clients, context, result)
 
-    @task
+    @sync_task
     def extract_campaigns(run_info: dict):
         """Find the Campaigns whose segments need syncing."""
         from include.cerkl_sync.flows import campaigns
@@ -257,7 +277,7 @@ def cerkl_salesforce_sync():
                 clients.run, salesforce=clients.salesforce, state=clients.state
             )
 
-    @task(pool=POOL)
+    @sync_task(pool=POOL)
     def sync_segments(run_info: dict, campaign_list: list):
         """Create, rename and fill the segments of the Campaigns."""
         from include.cerkl_sync.flows import campaigns
@@ -274,7 +294,7 @@ def cerkl_salesforce_sync():
             )
             return _finish(clients.run, clients, context, result)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @sync_task(trigger_rule=TriggerRule.ALL_DONE)
     def write_run_report():
         """Write the run report, log its summary and delete the run's batch files."""
         from include.cerkl_sync.reporting import finish_run

@@ -27,6 +27,17 @@ def _task_states(ti: Any, dag_id: str, run_id: str) -> dict[str, str]:
     return {str(task_id): str(state) for task_id, state in states.items()}
 
 
+def _config_without_run_info() -> SyncConfig:
+    """Read the settings when the first task failed; fall back to the defaults if invalid."""
+    from include.cerkl_sync.config import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError:
+        log.warning("cerkl_sync_config is invalid; writing the report to the default folder")
+        return SyncConfig()
+
+
 def finish_run(context: Any, dag_id: str) -> str:
     """Write the run report and delete the run's batch files.
 
@@ -58,7 +69,7 @@ def finish_run(context: Any, dag_id: str) -> str:
         failed_tasks=failed,
         state="failed" if failed else "success",
     )
-    config: SyncConfig = parse_config(run_info["config"]) if run_info else SyncConfig()
+    config = parse_config(run_info["config"]) if run_info else _config_without_run_info()
     path = write_report(report, config.resolved_report_folder())
     for line in summarize(report).splitlines():
         log.info("%s", line)

@@ -107,6 +107,35 @@ def _push_partial_results(context: Any, results: list[FlowResult]) -> None:
 
 
 @contextmanager
+def fail_fast_on_bad_settings() -> Iterator[None]:
+    """Turn a settings error into a failure without retries, so the alert goes out at once.
+
+    Settings errors: an invalid Variable or connection, a state DB that is not migrated or
+    not configured, a batch storage URL without a scheme, and missing Salesforce fields
+    (raised as a plain ``SalesforceSyncError``). An unreachable state DB or API is retried.
+    """
+    from include.cerkl_sync.salesforce_io import SalesforceSyncError
+    from include.cerkl_sync.state import StateStoreError, StateStoreUnavailableError
+
+    try:
+        yield
+    except Exception as exc:
+        bad_setting = (
+            _is_retry_useless(exc)
+            or type(exc) is SalesforceSyncError
+            or (
+                isinstance(exc, StateStoreError) and not isinstance(exc, StateStoreUnavailableError)
+            )
+            or type(exc) is ValueError
+        )
+        if not bad_setting:
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
 def task_clients(run_info: dict[str, Any], context: Any = None) -> Iterator[TaskClients]:
     """Yield the task's clients; push their API call counts to XCom when the task ends.
 

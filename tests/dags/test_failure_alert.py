@@ -82,6 +82,8 @@ def _body(message: Message) -> str:
 def test_failed_run_emails_alert(sync_environment, smtp_inbox, monkeypatch):
     env = sync_environment
     env.reset()
+    # start_run checks that the organization Account exists before anything else.
+    env.salesforce.seed({"Account": [{"Id": "001C000001aTtMaIAK", "Name": "Organization"}]})
     env.set_clocks(DAY + timedelta(days=1, minutes=5))
     env.cerkl.add_fault(path="/v3/oauth/Token", status=401, error_code="invalid_client")
     monkeypatch.setenv("CERKL_SYNC_ALERT_EMAIL_TO", ALERT_TO)

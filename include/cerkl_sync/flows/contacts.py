@@ -551,7 +551,7 @@ class _ContactApplier:
             log.info("Subscriber %s was already unsubscribed; recording the opt-out", subscriber_id)
 
     def _claim_existing(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Find the subscriber a create collided with; claim it when no other Contact is linked to it."""
+        """Find the subscriber a create collided with; claim it unless another Contact has it."""
         found = self.cerkl.find_subscriber_by_email(action["subscriber"]["email"])
         if found is None:
             return None
@@ -586,7 +586,7 @@ class _ContactApplier:
 
 
 def _values_filled_by_cerkl(sent: Mapping[str, Any], created: Mapping[str, Any]) -> dict[str, Any]:
-    """Return shared fields that were blank in the create but contain a value in Cerkl's response."""
+    """Return shared fields that were blank in the create but are filled in Cerkl's response."""
     filled = {}
     for name in ("first_name", "last_name"):
         value = created.get(name)

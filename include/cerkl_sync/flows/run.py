@@ -17,6 +17,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def check_organization_account(salesforce: Any, account_id: str) -> None:
+    """Check that the Account new Contacts go under exists, before anything is written.
+
+    :raises ConfigError: naming the ``cerkl_organization_id`` Variable and the fix.
+    """
+    from include.cerkl_sync.config import ORGANIZATION_VARIABLE, ConfigError
+
+    soql = f"SELECT Id FROM Account WHERE Id = '{account_id}'"
+    found = [row for page in salesforce.iter_query_pages(soql) for row in page]
+    if not found:
+        raise ConfigError(
+            f"Variable {ORGANIZATION_VARIABLE} is {account_id!r}, but Salesforce has no Account "
+            "with that Id; set it to the Id of the Account new Contacts belong under."
+        )
+
+
 class RejectThresholdExceededError(Exception):
     """A flow rejected so many records that the run must fail and alert."""
 
