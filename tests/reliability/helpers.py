@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from include.cerkl_sync.flows.common import FlowResult, RunInfo
@@ -21,7 +20,6 @@ from include.sandbox.generator import OrgSpec, generate_org
 from tests.dags import sandbox_state as sb
 from tests.include.sandbox.cerkl.api_client import CerklApi
 
-REPO = Path(__file__).resolve().parents[2]
 ORG_NOW = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
 RUN_DAY = datetime(2026, 11, 1, tzinfo=UTC)
 DAY_TWO = RUN_DAY + timedelta(days=1)

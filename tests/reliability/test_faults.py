@@ -272,6 +272,7 @@ def _window_ends(env: Any) -> dict[str, Any]:
         state.dispose()
 
 
+@pytest.mark.e2e
 def test_api_limit_fails_dag_run_then_next_run_finishes(env, baseline, sync_dag):
     from include.cerkl_sync.report import validate_report
     from include.sandbox.local_airflow import run_dag
