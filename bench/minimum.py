@@ -4,9 +4,9 @@ The bounds count what the Salesforce REST API allows at best, login and describe
 excluded:
 
 - a query returns at most 2,000 rows a page, so ``rows`` rows take ``ceil(rows / 2000)`` calls;
-- a look-up of many keys sends them in ``IN`` lists, and a request URI holds at most 16,384
-  bytes, so the keys take at least ``ceil(encoded key bytes / bytes left in one URI)`` calls
-  (this is ``ceil(keys / k)`` with ``k`` the most keys whose ``IN`` clause fits one URI);
+- a look-up of many keys sends them in ``IN`` lists, and a request URI is limited to 16,384
+  bytes. So the keys take at least ``ceil(encoded key bytes / bytes left in one URI)``
+  calls, which is ``ceil(keys / k)`` with ``k`` the most keys whose ``IN`` clause fits;
 - sObject Collections write at most 200 records a request: ``ceil(rows / 200)`` calls per
   kind of write (create, update, upsert, delete);
 - a Bulk API 2.0 job costs 4 calls (create, upload, close, poll) plus one per result page, so

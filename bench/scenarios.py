@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Scenario:
-    """An org and one day of changes. Counts are records; ``full_sync`` runs the first sync.
+    """An org and one day of changes, in records. ``full_sync`` runs the first sync.
 
-    A daily scenario starts from a synced org: every subscriber is linked to one Contact and
-    the state DB holds the links. A first-sync scenario links nothing beforehand.
+    A daily scenario starts from a synced org, where every subscriber is linked to one
+    Contact and the state DB contains the links. A first-sync scenario links nothing.
     """
 
     name: str

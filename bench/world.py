@@ -204,8 +204,8 @@ def apply_day_changes(
             raise RuntimeError(f"{len(failed)} Contact creates failed")
     done["new_contacts"] = len(new_rows)
 
-    # New subscribers: one match takes an unlinked Contact's address; several match an
-    # address that a second Contact, created in the day, shares with an unlinked Contact.
+    # A new subscriber with one match takes an unlinked Contact's address. One with several
+    # matches takes an address that a second Contact, created in the day, shares.
     one = scenario.new_subscribers_one_match
     several = scenario.new_subscribers_several_match
     emails = population.unlinked_emails
