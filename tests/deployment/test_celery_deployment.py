@@ -290,6 +290,16 @@ def test_backfill_runs_both_days(backfill, deployment):
         assert state == "success", _task_states(stack, run_id)
 
 
+def test_backfill_runs_do_not_overlap(backfill, deployment):
+    rows = deployment["stack"].query(
+        "SELECT start_date, end_date FROM dag_run WHERE dag_id = %s AND run_type = 'backfill' "
+        "ORDER BY logical_date",
+        (DAG_ID,),
+    )
+    [(_, first_end), (second_start, _)] = rows
+    assert first_end <= second_start
+
+
 def test_backfill_runs_have_reports(backfill, deployment):
     folder = deployment["report_folder"] / DAG_ID
     reports = sorted(folder.glob("*.json"))
