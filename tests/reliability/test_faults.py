@@ -193,6 +193,27 @@ def test_salesforce_session_expiry_between_requests(env, baseline):
     assert helpers.end_state(env) == baseline
 
 
+def test_salesforce_5xx_and_drops_retried(env, baseline):
+    pipeline = helpers.Pipeline("sf-5xx")
+    pipeline.until("link_new_subscribers")
+    reads = env.salesforce.add_fault(path=r"/query$", status=503, count=2)
+    upsert = env.salesforce.add_fault(path=UPSERT_PATH, method="PATCH", action="drop", count=1)
+    update = env.salesforce.add_fault(path=COLLECTIONS_PATH, method="PATCH", status=500, count=2)
+    pipeline.step("link_new_subscribers")
+    pipeline.until("apply_subscriber_changes")
+    dropped = env.salesforce.add_fault(
+        path=COLLECTIONS_PATH, method="PATCH", action="drop", count=2
+    )
+    pipeline.step("apply_subscriber_changes")
+
+    assert _fired(env.salesforce) == {reads: 2, upsert: 1, update: 2, dropped: 2}
+    # Backoff of 1 s, then 2 s, before the retries of each request.
+    assert 1.0 in pipeline.sleeps
+    assert 2.0 in pipeline.sleeps
+    pipeline.rest()
+    assert helpers.end_state(env) == baseline
+
+
 def test_lock_row_faults_resend_only_failed(env, baseline):
     pipeline = helpers.Pipeline("sf-lock")
     pipeline.until("apply_subscriber_changes")
