@@ -46,7 +46,7 @@ def _wait_for_writes(controls: Any, count: int, child: Any, log: Path) -> int:
 def _kill_and_rerun(
     pipeline: helpers.Pipeline, step: str, controls: Any, kill_after: int, tmp_path: Path
 ) -> list[dict[str, Any]]:
-    """Kill a child running ``step`` after ``kill_after`` writes; rerun it in a new child."""
+    """Kill a child running ``step`` after ``kill_after`` writes, then rerun it in a new child."""
     arguments = pipeline.arguments(step)
     controls.set_latency(fixed_ms=LATENCY_MS)
     first = start_step_child(tmp_path / "first", pipeline.run, step, arguments)
@@ -65,7 +65,7 @@ def _kill_and_rerun(
     log = (tmp_path / "second" / "child.log").read_text()
     assert second.exitcode == 0, log[-3000:]
     if step in LINK_LOCK_STEPS:
-        # The killed child held the link lock; its lease ran out and the rerun took it over.
+        # The killed child held the link lock, so the rerun took it over once its lease ran out.
         assert "Took over the link lock" in log
     pipeline.outputs[step] = json.loads((tmp_path / "second" / "output.json").read_text())
     assert all(result["completed"] for result in pipeline.outputs[step])
@@ -85,7 +85,7 @@ def _kill_and_rerun(
         ("sync_segments", "cerkl", 4),
     ],
 )
-def test_killed_step_rerun_leaves_no_duplicates(
+def test_killed_step_rerun_no_duplicates(
     env, baseline, tmp_path, monkeypatch, step, system, kill_after
 ):
     connection = json.loads(os.environ["AIRFLOW_CONN_CERKL_DEFAULT"])
@@ -100,7 +100,7 @@ def test_killed_step_rerun_leaves_no_duplicates(
     assert helpers.end_state(env) == baseline
 
 
-def test_killed_unsubscribes_rerun_keeps_opt_outs(env, baseline_day_two, tmp_path):
+def test_killed_unsubscribes_keep_opt_outs(env, baseline_day_two, tmp_path):
     helpers.Pipeline("day-one").rest()
     helpers.change_contacts_on_day_two(env)
     pipeline = helpers.Pipeline("kill-day-two", day=helpers.DAY_TWO, full_sync=False)

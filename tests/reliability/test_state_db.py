@@ -111,7 +111,7 @@ def test_unreachable_state_db_fails_apply_task(env, tmp_path, monkeypatch, step)
         ("sync_segments", "save_segment_link", 2),
     ],
 )
-def test_state_db_lost_mid_step_retry_completes(env, baseline, step, method, fail_on_call):
+def test_lost_state_db_retry_completes(env, baseline, step, method, fail_on_call):
     pipeline = helpers.Pipeline(f"state-lost-{step}")
     pipeline.until(step)
     env.reset_counters()
@@ -135,7 +135,7 @@ def test_state_db_lost_mid_step_retry_completes(env, baseline, step, method, fai
     assert helpers.end_state(env) == baseline
 
 
-def test_state_db_lost_after_unsubscribes_retry_keeps_them(env, baseline_day_two):
+def test_lost_state_db_keeps_unsubscribes(env, baseline_day_two):
     helpers.Pipeline("day-one").rest()
     helpers.change_contacts_on_day_two(env)
     pipeline = helpers.Pipeline("state-lost-day-two", day=helpers.DAY_TWO, full_sync=False)
@@ -148,7 +148,7 @@ def test_state_db_lost_after_unsubscribes_retry_keeps_them(env, baseline_day_two
     finally:
         store.dispose()
 
-    # The unsubscribes reached Cerkl; the retry finds them done instead of rejecting them.
+    # The unsubscribes reached Cerkl, and the retry finds them done instead of rejecting them.
     result = pipeline.step("apply_contact_changes")
     counts = result[0]["counts"]
     assert counts.get("unsubscribed") == 3, counts
