@@ -16,7 +16,6 @@ connections ``salesforce_default``, ``cerkl_default`` and ``cerkl_sync_state``, 
 from __future__ import annotations
 
 import functools
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import (
@@ -30,24 +29,24 @@ from airflow.sdk import (
 )
 
 from include.cerkl_sync.alerts import run_failure_notifiers
+from include.cerkl_sync.config import env_int, env_schedule
 
 # Task outputs hold batches of records with emails and names, so they are never logged
 # (Airflow logs a task's return value by default).
 sync_task = functools.partial(task, show_return_value_in_logs=False)
 
 DAG_ID = "cerkl_salesforce_sync"
-SCHEDULE = os.environ.get("CERKL_SYNC_SCHEDULE", "0 0 * * *")
-TIMEZONE = os.environ.get("CERKL_SYNC_TIMEZONE", "UTC")
+SCHEDULE, TIMEZONE = env_schedule()
 POOL = "cerkl_api"
 
 default_args = {
     "owner": "data-integration",
-    "retries": int(os.environ.get("CERKL_SYNC_TASK_RETRIES", "3")),
-    "retry_delay": timedelta(seconds=int(os.environ.get("CERKL_SYNC_RETRY_DELAY_SECONDS", "120"))),
+    "retries": env_int("CERKL_SYNC_TASK_RETRIES", 3),
+    "retry_delay": timedelta(seconds=env_int("CERKL_SYNC_RETRY_DELAY_SECONDS", 120, minimum=1)),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(
-        minutes=int(os.environ.get("CERKL_SYNC_TASK_TIMEOUT_MINUTES", "240"))
+        minutes=env_int("CERKL_SYNC_TASK_TIMEOUT_MINUTES", 240, minimum=1)
     ),
 }
 

@@ -215,6 +215,52 @@ def config_to_dict(config: SyncConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    """Read a whole-number setting from the environment, naming the variable when invalid.
+
+    :raises ConfigError: when the value is not a whole number of at least ``minimum``.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ConfigError(
+            f"Environment variable {name} is {raw!r}; set it to a whole number of at least "
+            f"{minimum}, or unset it for the default {default}."
+        )
+    return value
+
+
+def env_schedule() -> tuple[str, str]:
+    """Read and check ``CERKL_SYNC_SCHEDULE`` (cron) and ``CERKL_SYNC_TIMEZONE`` (IANA name).
+
+    :raises ConfigError: naming the variable, its value and the expected form.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter
+
+    cron = os.environ.get("CERKL_SYNC_SCHEDULE", "").strip() or "0 0 * * *"
+    timezone = os.environ.get("CERKL_SYNC_TIMEZONE", "").strip() or "UTC"
+    if not croniter.is_valid(cron):
+        raise ConfigError(
+            f"Environment variable CERKL_SYNC_SCHEDULE is {cron!r}, not a cron expression; "
+            "use five fields such as '0 0 * * *' (daily at midnight)."
+        )
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"Environment variable CERKL_SYNC_TIMEZONE is {timezone!r}, not a known time zone; "
+            "use an IANA name such as 'UTC' or 'Europe/Berlin'."
+        ) from None
+    return cron, timezone
+
+
 def load_config() -> SyncConfig:
     """Read and validate the ``cerkl_sync_config`` Variable; call only inside a task."""
     from airflow.sdk import Variable
@@ -253,7 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_defaults:
         print(json.dumps(config_to_dict(SyncConfig()), indent=2))
         return 0
-    text = sys.stdin.read() if args.check == "-" else open(args.check, encoding="utf-8").read()
+    try:
+        if args.check == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.check, encoding="utf-8") as handle:
+                text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(
+            f"invalid: cannot read {args.check} as UTF-8 text ({exc.__class__.__name__})",
+            file=sys.stderr,
+        )
+        return 1
     try:
         parse_config(text)
     except ConfigError as exc:

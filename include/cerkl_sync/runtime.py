@@ -84,13 +84,19 @@ class TaskClients:
 
 def _is_retry_useless(exc: BaseException) -> bool:
     """Tell whether a retry of the task minutes later cannot succeed either."""
-    from cerkl.exceptions import CerklConfigError
+    from cerkl.exceptions import CerklAuthError, CerklConfigError
 
     from include.cerkl_sync.config import ConfigError
-    from include.cerkl_sync.salesforce_io import SalesforceApiLimitError
+    from include.cerkl_sync.salesforce_io import SalesforceApiLimitError, SalesforceAuthError
 
     # The Salesforce API allowance is a rolling 24-hour count, so a retry only spends more.
-    return isinstance(exc, ConfigError | CerklConfigError | SalesforceApiLimitError)
+    # Rejected credentials stay rejected, and each retry's login counts toward the lockout
+    # of the integration user that orgs set after a few failed logins.
+    if isinstance(exc, CerklAuthError) and getattr(exc, "status", None) == 401:
+        return "oauth/Token" in str(getattr(exc, "path", ""))
+    return isinstance(
+        exc, ConfigError | CerklConfigError | SalesforceApiLimitError | SalesforceAuthError
+    )
 
 
 def _push_partial_results(context: Any, results: list[FlowResult]) -> None:
