@@ -281,3 +281,15 @@ def make_link(
         salesforce_seen_at=sf_seen,
         cerkl_seen_at=cerkl_seen,
     )
+
+
+def raise_if_systemic(error: BaseException) -> None:
+    """Re-raise Cerkl errors that no single record causes: auth, retries spent, configuration.
+
+    A 4xx answer about one record (not found, conflict, validation) returns, so the caller
+    quarantines that record and goes on.
+    """
+    from cerkl.exceptions import CerklApiError, CerklAuthError
+
+    if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
+        raise error

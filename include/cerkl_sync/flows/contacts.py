@@ -19,6 +19,7 @@ from include.cerkl_sync.flows.common import (
     contact_writes,
     format_soql_datetime,
     make_link,
+    raise_if_systemic,
     run_in_threads,
 )
 from include.cerkl_sync.planning.contacts import FLOW, plan_contacts_to_subscribers
@@ -169,7 +170,7 @@ def plan_contact_changes(
             lambda s: _fetch_subscriber(cerkl, s), to_read, workers=workers
         ):
             if error is not None:
-                _raise_if_systemic(error)
+                raise_if_systemic(error)
                 result.reject("subscriber", sid, f"CERKL_READ_FAILED: {type(error).__name__}")
                 continue
             if kind == "subscriber" and record is not None:
@@ -190,7 +191,7 @@ def plan_contact_changes(
             cerkl.find_subscriber_by_email, keys, workers=workers
         ):
             if error is not None:
-                _raise_if_systemic(error)
+                raise_if_systemic(error)
                 continue
             if found is not None:
                 subscribers_by_email[key] = subscriber_from_cerkl(found)
@@ -248,14 +249,6 @@ def _attach_cerkl_current(plan: FlowPlan, subscribers: Mapping[Any, Mapping[str,
             "subscriber_status": subscriber["status_id"],
             "subscriber_privacy_level": subscriber["privacy_level_id"],
         }
-
-
-def _raise_if_systemic(error: BaseException) -> None:
-    """Re-raise errors that no single record causes: auth, retries spent, configuration."""
-    from cerkl.exceptions import CerklApiError, CerklAuthError
-
-    if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
-        raise error
 
 
 def apply_contact_changes(
@@ -576,7 +569,7 @@ class _ContactApplier:
 
     def _record_error(self, action: Mapping[str, Any], error: BaseException) -> bool:
         """Quarantine a record-level Cerkl error; re-raise a systemic one. Returns False."""
-        _raise_if_systemic(error)
+        raise_if_systemic(error)
         code = getattr(error, "code", None) or type(error).__name__
         log.warning(
             "Contact %s: Cerkl rejected %s (%s)", action["contact_id"], action["action"], code

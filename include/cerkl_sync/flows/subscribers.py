@@ -22,6 +22,7 @@ from include.cerkl_sync.flows.common import (
     contact_field_list,
     contact_writes,
     make_link,
+    raise_if_systemic,
     run_in_threads,
 )
 from include.cerkl_sync.planning import subscribers as new_subscribers
@@ -192,13 +193,6 @@ def _query_contacts(
         for page in salesforce.query_in_batches(template, values)
         for row in page
     ]
-
-
-def _raise_if_systemic(error: BaseException) -> None:
-    from cerkl.exceptions import CerklApiError, CerklAuthError
-
-    if isinstance(error, CerklAuthError) or not isinstance(error, CerklApiError):
-        raise error
 
 
 def link_new_subscribers(
@@ -388,7 +382,7 @@ def _apply_new_subscriber_plan(
             try:
                 cerkl.update_subscriber(action["subscriber_id"], action["cerkl_changes"])
             except Exception as exc:  # noqa: BLE001 - classified below
-                _raise_if_systemic(exc)
+                raise_if_systemic(exc)
                 result.reject(
                     "subscriber",
                     action["subscriber_id"],
@@ -546,7 +540,7 @@ def apply_subscriber_changes(
                 interests_result.counts["skipped"] += 1
                 continue
             if error is not None:
-                _raise_if_systemic(error)
+                raise_if_systemic(error)
                 interests_result.reject(
                     "subscriber",
                     subscriber_id,
