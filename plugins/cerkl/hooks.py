@@ -318,13 +318,22 @@ class CerklHook(HttpHook):
                 self._token = None
 
     def _fetch_token(self, config: _ConnectionConfig) -> _AccessToken:
-        body = self._request(
-            "POST",
-            config.settings.token_path,
-            form={"grant_type": "client_credentials"},
-            auth=HTTPBasicAuth(config.client_id, config.client_secret),
-            bearer=False,
-        )
+        try:
+            body = self._request(
+                "POST",
+                config.settings.token_path,
+                form={"grant_type": "client_credentials"},
+                auth=HTTPBasicAuth(config.client_id, config.client_secret),
+                bearer=False,
+            )
+        except CerklNotFoundError as exc:
+            # Most often the connection's host lacks the API's base path.
+            raise CerklConfigError(
+                f"Cerkl answered 404 to the token request at {config.base_url!r} + "
+                f"{config.settings.token_path!r}; the host of connection {config.conn_id!r} "
+                "must be the API base URL including its path, such as "
+                "https://api.cerkl.com/v3, and the token_path extra relative to it."
+            ) from exc
         if not isinstance(body, Mapping) or not isinstance(body.get("access_token"), str):
             raise CerklError(
                 f"Cerkl's token endpoint {config.settings.token_path!r} returned no "

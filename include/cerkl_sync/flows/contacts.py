@@ -135,6 +135,7 @@ def plan_contact_changes(
     plan_refs: list[BatchRef] = []
     result = FlowResult(FLOW)
     created_so_far = 0
+    planned_emails: set[str] = set()
 
     for ref in contact_refs:
         contacts = BatchStore.get(ref)
@@ -223,6 +224,7 @@ def plan_contact_changes(
         )
         for contact_id in sorted(unchanged):
             plan.skip("Contact", contact_id, "UNCHANGED")
+        _defer_repeated_creates(plan, planned_emails)
         _attach_cerkl_current(plan, {**subscribers_by_email, **subscribers})
         created_so_far += sum(1 for a in plan.actions if a["action"] == "create")
         plan_refs.append(batches.put([plan.to_dict()], label="contacts-plan"))
@@ -249,6 +251,26 @@ def _attach_cerkl_current(plan: FlowPlan, subscribers: Mapping[Any, Mapping[str,
             "subscriber_status": subscriber["status_id"],
             "subscriber_privacy_level": subscriber["privacy_level_id"],
         }
+
+
+def _defer_repeated_creates(plan: FlowPlan, planned_emails: set[str]) -> None:
+    """Leave a create for the next run when an earlier batch of this run creates the address.
+
+    Cerkl keeps one subscriber per email; the next run links this Contact's duplicate
+    address as a Contact linked elsewhere instead of creating it twice.
+    """
+    kept = []
+    for action in plan.actions:
+        key = (
+            normalize_email(action["subscriber"]["email"]) if action["action"] == "create" else None
+        )
+        if key is not None and key in planned_emails:
+            plan.pend("Contact", action["contact_id"], "EMAIL_CREATED_FOR_OTHER_CONTACT")
+            continue
+        if key is not None:
+            planned_emails.add(key)
+        kept.append(action)
+    plan.actions = kept
 
 
 def apply_contact_changes(
