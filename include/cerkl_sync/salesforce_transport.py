@@ -92,7 +92,10 @@ class SalesforceSandboxAdapter(HTTPAdapter):
         if request.url is not None:
             rewritten = self.rewrite_url(request.url)
             if rewritten != request.url:
-                logger.debug("Routing a Salesforce request to the sandbox: %s", request.path_url)
+                # The path only: a query string can hold SOQL with emails and names.
+                logger.debug(
+                    "Routing a Salesforce request to the sandbox: %s", urlsplit(request.url).path
+                )
                 request.url = rewritten
         return super().send(request, *args, **kwargs)  # type: ignore[arg-type]
 
