@@ -457,13 +457,7 @@ class _ContactApplier:
                 if error is not None and not self._record_error(action, error):
                     continue
                 self.result.counts[counter] += 1
-                if action.get("salesforce_changes"):
-                    salesforce_updates.append(
-                        {
-                            "Id": action["contact_id"],
-                            **contact_writes(action["salesforce_changes"], self.config),
-                        }
-                    )
+                salesforce_updates.extend(self._salesforce_changes(action))
                 links_to_save.append(
                     self._link(
                         action["contact_id"],
@@ -478,13 +472,7 @@ class _ContactApplier:
 
         for action in by_kind.get("adopt_link", []):
             self.result.counts["linked"] += 1
-            if action.get("salesforce_changes"):
-                salesforce_updates.append(
-                    {
-                        "Id": action["contact_id"],
-                        **contact_writes(action["salesforce_changes"], self.config),
-                    }
-                )
+            salesforce_updates.extend(self._salesforce_changes(action))
             links_to_save.append(
                 self._link(
                     action["contact_id"],
@@ -524,6 +512,13 @@ class _ContactApplier:
             self.state.save_links(links_to_save)
         if resolved:
             self.state.resolve_work_items(FLOW, "Contact", resolved)
+
+    def _salesforce_changes(self, action: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Return the Contact update an adopted link carries, as a list of zero or one rows."""
+        changes = action.get("salesforce_changes")
+        if not changes:
+            return []
+        return [{"Id": action["contact_id"], **contact_writes(changes, self.config)}]
 
     def _link(
         self,
