@@ -10,6 +10,7 @@ import tests.airflow_home  # noqa: F401  (sets AIRFLOW_HOME before Airflow is im
 from include.sandbox.client import SandboxControlClient
 from include.sandbox.runner import RunningSandbox, start_sandbox
 from tests.include.sandbox.cerkl.api_client import CerklApi
+from tests.smtp_inbox import SmtpInbox, serve_smtp_inbox
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +58,9 @@ def cerkl_api(sandbox: RunningSandbox, cerkl_controls: SandboxControlClient) -> 
         yield api
     finally:
         api.session.close()
+
+
+@pytest.fixture
+def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
+    """A local SMTP server that ``smtp_default`` points at; it keeps every message."""
+    yield from serve_smtp_inbox(monkeypatch)

@@ -7,17 +7,12 @@ exception class and its log link.
 
 from __future__ import annotations
 
-import email
-import json
-import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import Message
-from typing import Any
 
 import pytest
 
 from include.sandbox.local_airflow import load_dag, run_dag
+from tests.smtp_inbox import message_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -25,58 +20,6 @@ ALERT_TO = "sync-alerts@example.com"
 BASE_URL = "https://airflow.example.com"
 # A day that no other module runs, so that no other run has this data interval.
 DAY = datetime(2026, 6, 15, tzinfo=UTC)
-
-
-class SmtpInbox:
-    """aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    inbox = SmtpInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {
-                    "disable_tls": True,
-                    "disable_ssl": True,
-                    "timeout": 10,
-                    "from_email": "airflow@example.com",
-                },
-            }
-        ),
-    )
-    try:
-        yield inbox
-    finally:
-        controller.stop()
-
-
-def _body(message: Message) -> str:
-    parts = message.walk() if message.is_multipart() else [message]
-    return "\n".join(
-        part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
-        for part in parts
-        if part.get_payload(decode=True)
-    )
 
 
 def test_failed_run_emails_alert(sync_environment, smtp_inbox, monkeypatch):
@@ -100,7 +43,7 @@ def test_failed_run_emails_alert(sync_environment, smtp_inbox, monkeypatch):
     [message] = smtp_inbox.messages
     assert message["To"] == ALERT_TO
     assert message["Subject"] == f"[Airflow] cerkl_salesforce_sync run failed: {outcome.run_id}"
-    body = _body(message)
+    body = message_text(message)
     assert "cerkl_to_salesforce.extract_subscriber_changes: CerklAuthError" in body
     assert f"{BASE_URL}/dags/cerkl_salesforce_sync/runs/" in body
     assert "Not run because a task before them failed:" in body

@@ -8,12 +8,9 @@ SMTP server is aiosmtpd. The Slack API is a small HTTP server of this module, se
 
 from __future__ import annotations
 
-import email
 import json
-import socket
 import threading
 from collections.abc import Iterator
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +21,7 @@ import pytest
 from include.cerkl_sync import alerts
 from include.cerkl_sync.alerts import SyncFailureNotifier, build_alert, run_failure_notifiers
 from include.cerkl_sync.report import build_report, write_report
+from tests.smtp_inbox import free_port, message_text
 
 DAG_ID = "cerkl_salesforce_sync"
 RUN_ID = "scheduled__2026-11-02T00:00:00+00:00"
@@ -33,25 +31,6 @@ SLACK_TOKEN = "xoxb-test-token"
 # Personal data of a synced record: none of it may reach an alert.
 SYNCED_EMAIL = "ada.okafor@example.org"
 SYNCED_NAME = "Okafor"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class SmtpInbox:
-    """aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content))
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 Message accepted for delivery"
 
 
 class SlackApi(BaseHTTPRequestHandler):
@@ -89,37 +68,6 @@ def report_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE_URL + "/")
     return folder
-
-
-@pytest.fixture
-def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpInbox]:
-    from aiosmtpd.controller import Controller
-
-    inbox = SmtpInbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {
-                    "disable_tls": True,
-                    "disable_ssl": True,
-                    "timeout": 10,
-                    "retry_limit": 0,
-                    "from_email": "airflow@example.com",
-                },
-            }
-        ),
-    )
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -203,16 +151,6 @@ def _dag_callback_context(**extra: Any) -> dict[str, Any]:
         "reason": "task_failure",
         **extra,
     }
-
-
-def _body(message: Message) -> str:
-    parts = message.walk() if message.is_multipart() else [message]
-    texts = []
-    for part in parts:
-        payload = part.get_payload(decode=True)
-        if payload:
-            texts.append(payload.decode(part.get_content_charset() or "utf-8"))
-    return "\n".join(texts)
 
 
 def test_run_failure_notifiers_off_by_default(monkeypatch):
@@ -315,7 +253,7 @@ def test_email_alert_delivered(report_folder, smtp_inbox):
     assert smtp_inbox.recipients == [[ALERT_TO]]
     assert message["Subject"] == f"[Airflow] {DAG_ID} run failed: {RUN_ID}"
     assert message["From"] == "airflow@example.com"
-    body = _body(message)
+    body = message_text(message)
     assert f"failed in run {RUN_ID}" in body
     assert "cerkl_to_salesforce.extract_subscriber_changes: CerklAuthError" in body
     assert f"{BASE_URL}/dags/{DAG_ID}/runs/" in body
@@ -342,7 +280,7 @@ def test_slack_alert_delivered(report_folder, slack_api):
 
 
 def test_slack_sent_when_email_fails(report_folder, slack_api, monkeypatch):
-    closed_port = _free_port()
+    closed_port = free_port()
     monkeypatch.setenv(
         "AIRFLOW_CONN_SMTP_DEFAULT",
         json.dumps(
@@ -407,7 +345,7 @@ def test_reject_threshold_alert_has_counts(report_folder, smtp_inbox, tmp_path):
     )
     SyncFailureNotifier([ALERT_TO], None)(_dag_callback_context())
     [message] = smtp_inbox.messages
-    body = _body(message)
+    body = message_text(message)
     assert "salesforce_to_cerkl.apply_contact_changes: AirflowFailException" in body
     assert "Rejected records by flow: contacts_to_subscribers 25." in body
     assert "reach both 20 records and 5% of its records" in body
