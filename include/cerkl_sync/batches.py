@@ -100,8 +100,9 @@ class BatchStore:
             records = json.loads(gzip.decompress(handle.read()).decode("utf-8"))
         if len(records) != ref["count"]:
             raise ValueError(
-                f"Batch file {path.name} holds {len(records)} records, its reference says "
-                f"{ref['count']}; the file was changed or truncated. Clear the task to re-extract."
+                f"Batch file {path.name} contains {len(records)} records, but its reference "
+                f"expects {ref['count']}; the file was changed or truncated. Clear the task "
+                "to re-extract."
             )
         return records
 

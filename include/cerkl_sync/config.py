@@ -36,7 +36,7 @@ CONFLICT_RULES = ("latest_wins", "salesforce_wins", "cerkl_wins")
 
 
 class ConfigError(ValueError):
-    """The ``cerkl_sync_config`` Variable holds an invalid setting."""
+    """The ``cerkl_sync_config`` Variable contains an invalid setting."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class SyncConfig:
 
     #: Minutes subtracted from each window start, to catch records committed late.
     lookback_minutes: int = 15
-    #: Longest window a manual run without a logical date covers, in hours.
+    #: Maximum window a manual run without a logical date covers, in hours.
     max_manual_window_hours: int = 72
-    #: Most records in one XCom batch.
+    #: Maximum number of records in one XCom batch.
     batch_size: int = 10_000
     #: Batches whose JSON exceeds this many bytes go to object storage instead of XCom.
     xcom_inline_max_bytes: int = 256 * 1024

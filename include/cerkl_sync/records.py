@@ -1,6 +1,6 @@
 """Plain-dict records that pass between the sync's tasks, and the checks made on them.
 
-Extract steps turn Salesforce and Cerkl answers into these shapes; planning functions take and
+Extract steps turn Salesforce and Cerkl responses into these shapes; planning functions take and
 return them; they travel through XCom as JSON. Timestamps are ISO 8601 strings in UTC.
 
 - Contact: ``id``, ``first_name``, ``last_name``, ``email``, ``opted_out`` (any configured
@@ -76,7 +76,7 @@ def _clean(value: object) -> str | None:
 
 
 def contact_from_salesforce(record: Mapping[str, Any], config: SyncConfig) -> dict[str, Any]:
-    """Turn one Contact row of a SOQL answer into a Contact record."""
+    """Turn one Contact row of a SOQL result into a Contact record."""
     fields = config.contact_fields
     raw_subscriber = record.get(fields.subscriber_id)
     subscriber_id: int | None
@@ -90,7 +90,7 @@ def contact_from_salesforce(record: Mapping[str, Any], config: SyncConfig) -> di
     score = record.get(fields.engagement_score)
     last_name = _clean(record.get(fields.last_name))
     if last_name == config.missing_last_name:
-        # The fallback stands in for "no last name" so that it is never copied to Cerkl.
+        # The fallback means "no last name", so it is never copied to Cerkl.
         last_name = None
     return {
         "id": record["Id"],

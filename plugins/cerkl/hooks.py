@@ -329,7 +329,7 @@ class CerklHook(HttpHook):
         except CerklNotFoundError as exc:
             # Most often the connection's host lacks the API's base path.
             raise CerklConfigError(
-                f"Cerkl answered 404 to the token request at {config.base_url!r} + "
+                f"Cerkl returned 404 for the token request at {config.base_url!r} + "
                 f"{config.settings.token_path!r}; the host of connection {config.conn_id!r} "
                 "must be the API base URL including its path, such as "
                 "https://api.cerkl.com/v3, and the token_path extra relative to it."

@@ -1,9 +1,9 @@
 """End-to-end runs of the sync DAG against the sandbox, with the end state read back from both
 systems through their APIs.
 
-The runs share one migrated Airflow home and one sandbox, and build on each other in order:
-a full sync of a generated org, an idempotent re-run, a dry run, three daily runs with
-changes on both sides, and a day whose run is skipped and covered by the next.
+The runs share one migrated Airflow home and one sandbox, and build on each other in order.
+They are a full sync of a generated org, an idempotent re-run, a dry run, daily runs with
+changes on both sides, a quiet day, and a day whose run is skipped and covered by the next.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def world(sync_environment, sync_dag):
     }
 
 
-def test_large_batches_go_to_shared_storage_and_are_deleted(world):
+def test_large_batches_stored_then_deleted(world):
     # The tests' settings keep batches over 4 KiB out of XCom.
     assert world["batch_files"], "no batch was written to the shared storage"
     for path in world["batch_files"]:

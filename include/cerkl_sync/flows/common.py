@@ -286,7 +286,7 @@ def make_link(
 def raise_if_systemic(error: BaseException) -> None:
     """Re-raise Cerkl errors that no single record causes: auth, retries spent, configuration.
 
-    A 4xx answer about one record (not found, conflict, validation) returns, so the caller
+    A 4xx response about one record (not found, conflict, validation) returns, so the caller
     quarantines that record and goes on.
     """
     from cerkl.exceptions import CerklApiError, CerklAuthError

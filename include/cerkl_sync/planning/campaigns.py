@@ -9,7 +9,7 @@
 - Each member row ends up in exactly one place: an ``add_member`` action, a skip (a Lead, or
   already in the segment) or a pending entry.
 - A Campaign that leaves scope (its type changed, or it was deleted) stops syncing. Its
-  segment stays, and the report says so.
+  segment stays, and the report records it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def plan_campaign(
     :param segment_member_ids: subscriber ids in the segment now (None when there is no segment).
     :param subscriber_by_contact: linked subscriber id by Contact Id.
     :param campaign_types: the configured in-scope types.
-    :param was_in_scope: the state DB holds this Campaign as syncing.
+    :param was_in_scope: the state DB records this Campaign as syncing.
     :param prefix: the ``external_id`` prefix.
     :return: the plan: ``create_segment``, ``rename_segment``, ``add_member``,
         ``remove_member`` and ``leave_scope`` actions.

@@ -153,7 +153,7 @@ def _plan_contact(
     if existing is not None and (
         existing["id"] in linked_subscriber_ids or existing["id"] in claimed
     ):
-        # Another Contact with this email holds the subscriber (a duplicate Contact in
+        # Another Contact with this email is linked to the subscriber (a duplicate Contact in
         # Salesforce); Cerkl keeps one subscriber per email, so this one has nothing to sync.
         plan.skip("Contact", contact_id, "EMAIL_LINKED_TO_OTHER_CONTACT")
         return 0

@@ -50,7 +50,7 @@ def values_equal(name: str, left: object, right: object) -> bool:
 
 @dataclass
 class PairDecision:
-    """What to write for one linked pair, per field."""
+    """Writes planned for one linked pair, per field."""
 
     to_cerkl: dict[str, Any] = field(default_factory=dict)
     to_salesforce: dict[str, Any] = field(default_factory=dict)

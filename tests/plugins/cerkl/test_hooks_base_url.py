@@ -1,4 +1,4 @@
-"""A connection whose host lacks the API's base path gets an error that says so."""
+"""A connection whose host lacks the API's base path gets an error naming the fix."""
 
 from __future__ import annotations
 
