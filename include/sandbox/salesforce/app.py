@@ -123,6 +123,7 @@ class SalesforceSandbox:
         self.rest.cursors.clear()
         self.sessions.expire_all()
         self.store.set_meta(API_LIMIT_KEY, self._default_limit())
+        self.bulk.reset_controls()
 
     # Daily API allowance
 
@@ -500,6 +501,16 @@ def _control_routes(sandbox: SalesforceSandbox) -> list[Route]:
         ]
         return JSONResponse({"record_faults": faults})
 
+    async def bulk_ingest(request: Request) -> Response:
+        if request.method == "PUT":
+            body = _json_dict(await _json_body(request))
+            return JSONResponse(
+                sandbox.bulk.set_ingest_controls(
+                    body.get("in_progress_polls"), body.get("result_order")
+                )
+            )
+        return JSONResponse(sandbox.bulk.ingest_controls())
+
     async def seed(request: Request) -> Response:
         body = _json_dict(await _json_body(request))
         seeded = {}
@@ -517,6 +528,7 @@ def _control_routes(sandbox: SalesforceSandbox) -> list[Route]:
             methods=["GET", "POST", "DELETE"],
         ),
         Route("/__sandbox__/seed", guarded(seed), methods=["POST"]),
+        Route("/__sandbox__/bulk_ingest", guarded(bulk_ingest), methods=["GET", "PUT"]),
     ]
 
 

@@ -1,8 +1,10 @@
 """Bulk API 2.0 ingest and query jobs of the Salesforce sandbox.
 
 An ingest job runs to the end when it is marked ``UploadComplete``, so the first poll
-returns ``JobComplete``. Job information is stored in the database. Query job results are
-kept in memory, so a restart drops them.
+returns ``JobComplete``. The ``/__sandbox__/bulk_ingest`` control can instead keep closed jobs
+``InProgress`` for a number of polls, and return result rows in reverse input order, as
+Salesforce may. Job information is stored in the database. Query job results are kept in
+memory, so a restart drops them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ COLUMN_DELIMITERS = {
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
+RESULT_ORDERS = ("input", "reversed")
 # In Bulk API 2.0 CSV this value sets a field to null, while an empty value leaves it as is.
 NULL_VALUE = "#N/A"
 
@@ -44,6 +47,47 @@ class BulkJobs:
         self.user_id = user_id
         self._query_rows: dict[str, list[list[str]]] = {}
         self._query_headers: dict[str, list[str]] = {}
+        self.in_progress_polls = 0
+        self.result_order = "input"
+
+    # Controls
+
+    def ingest_controls(self) -> dict[str, Any]:
+        """Return the ingest job controls: ``in_progress_polls`` and ``result_order``."""
+        return {"in_progress_polls": self.in_progress_polls, "result_order": self.result_order}
+
+    def set_ingest_controls(
+        self, in_progress_polls: int | None = None, result_order: str | None = None
+    ) -> dict[str, Any]:
+        """Set the ingest job controls. None leaves a control as it is.
+
+        :param in_progress_polls: job polls for which a closed job stays ``InProgress``.
+        :param result_order: row order of the job results, ``input`` or ``reversed``.
+
+        :raises ValueError: naming the invalid control.
+        """
+        if in_progress_polls is not None:
+            if (
+                isinstance(in_progress_polls, bool)
+                or not isinstance(in_progress_polls, int)
+                or in_progress_polls < 0
+            ):
+                raise ValueError(
+                    f"invalid in_progress_polls {in_progress_polls!r}: use a whole number >= 0"
+                )
+            self.in_progress_polls = in_progress_polls
+        if result_order is not None:
+            if result_order not in RESULT_ORDERS:
+                raise ValueError(
+                    f"invalid result_order {result_order!r}: use one of {', '.join(RESULT_ORDERS)}"
+                )
+            self.result_order = result_order
+        return self.ingest_controls()
+
+    def reset_controls(self) -> None:
+        """Reset the controls, so closed jobs run at once and results keep input order."""
+        self.in_progress_polls = 0
+        self.result_order = "input"
 
     # Storage
 
@@ -158,11 +202,23 @@ class BulkJobs:
         self._save(info, private)
 
     def get_job(self, job_id: str, job_type: str) -> dict[str, Any]:
-        """Return the job information."""
-        return self._load(job_id, job_type)[0]
+        """Return the job information, running a closed ingest job once its polls are used up."""
+        info, private = self._load(job_id, job_type)
+        if job_type == "V2Ingest" and info["state"] in ("UploadComplete", "InProgress"):
+            polls_left = private.get("polls_before_run", 0)
+            if polls_left > 0:
+                info["state"] = "InProgress"
+                private["polls_before_run"] = polls_left - 1
+            else:
+                self._run_ingest(info, private)
+            self._save(info, private)
+        return info
 
     def set_state(self, job_id: str, job_type: str, state: str) -> dict[str, Any]:
-        """Close (``UploadComplete``) or abort (``Aborted``) a job. Closing an ingest job runs it.
+        """Close (``UploadComplete``) or abort (``Aborted``) a job.
+
+        Closing an ingest job runs it, at once or after the polls set by
+        :meth:`set_ingest_controls`.
 
         :raises SalesforceApiError: INVALIDJOBSTATE for any other change.
         """
@@ -172,7 +228,10 @@ class BulkJobs:
         elif state == "UploadComplete" and info["state"] == "Open" and job_type == "V2Ingest":
             info["state"] = "UploadComplete"
             self._save(info, private)
-            self._run_ingest(info, private)
+            if self.in_progress_polls:
+                private["polls_before_run"] = self.in_progress_polls
+            else:
+                self._run_ingest(info, private)
         else:
             raise SalesforceApiError(
                 409,
@@ -287,6 +346,8 @@ class BulkJobs:
                     csv.reader(io.StringIO(private["data"], newline=""), delimiter=delimiter)
                 )
                 columns, rows = (parsed[0], parsed[1:]) if parsed else ([], [])
+        if self.result_order == "reversed":
+            rows = list(reversed(rows))
         return _write_csv([columns, *rows], delimiter, line_ending) if columns else ""
 
     # Query

@@ -138,3 +138,90 @@ def test_bulk2_ingest_unknown_column_fails_job(sf: Salesforce, sf_server: Any) -
     ).json()
     assert closed["state"] == "Failed"
     assert "Bogus__c" in closed["errorMessage"]
+
+
+def _ingest_update(
+    sf: Salesforce, sf_server: Any, data: bytes
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """Create an update job, upload ``data`` and close it.
+
+    :return: the job URL, the request headers and the close response.
+    """
+    headers = {"Authorization": f"Bearer {sf.session_id}", "Content-Type": "application/json"}
+    base = f"{sf_server.url}/services/data/v59.0/jobs/ingest"
+    job = requests.post(
+        base,
+        json={"object": "Contact", "operation": "update", "contentType": "CSV"},
+        headers=headers,
+        timeout=10,
+    ).json()
+    url = f"{base}/{job['id']}"
+    upload = requests.put(
+        f"{url}/batches", data=data, headers={**headers, "Content-Type": "text/csv"}, timeout=10
+    )
+    assert upload.status_code == 201
+    closed = requests.patch(url, json={"state": "UploadComplete"}, headers=headers, timeout=10)
+    return url, headers, closed.json()
+
+
+def test_bulk2_job_in_progress_for_set_polls(sf: Salesforce, sf_server: Any) -> None:
+    (record_id,) = sf_server.seed("Contact", [{"LastName": "Before"}])
+    sf_server.control("PUT", "bulk_ingest", {"in_progress_polls": 2})
+
+    url, headers, closed = _ingest_update(
+        sf, sf_server, f"Id,LastName\n{record_id},After\n".encode()
+    )
+
+    assert closed["state"] == "UploadComplete"
+    states = [requests.get(url, headers=headers, timeout=10).json()["state"] for _ in range(3)]
+    assert states == ["InProgress", "InProgress", "JobComplete"]
+    assert sf.Contact.get(record_id)["LastName"] == "After"
+
+
+def test_bulk2_abort_in_progress_leaves_unprocessed(sf: Salesforce, sf_server: Any) -> None:
+    (record_id,) = sf_server.seed("Contact", [{"LastName": "Before"}])
+    sf_server.control("PUT", "bulk_ingest", {"in_progress_polls": 1})
+    url, headers, _ = _ingest_update(sf, sf_server, f"Id,LastName\n{record_id},After\n".encode())
+
+    assert requests.get(url, headers=headers, timeout=10).json()["state"] == "InProgress"
+    aborted = requests.patch(url, json={"state": "Aborted"}, headers=headers, timeout=10).json()
+
+    assert aborted["state"] == "Aborted"
+    unprocessed = _rows(requests.get(f"{url}/unprocessedrecords", headers=headers, timeout=10).text)
+    assert [row["Id"] for row in unprocessed] == [record_id]
+    assert requests.get(url, headers=headers, timeout=10).json()["state"] == "Aborted"
+    assert sf.Contact.get(record_id)["LastName"] == "Before"
+
+
+def test_bulk2_results_in_reversed_order(sf: Salesforce, sf_server: Any) -> None:
+    ids = sf_server.seed("Contact", [{"LastName": f"R{index}"} for index in range(3)])
+    sf_server.control("PUT", "bulk_ingest", {"result_order": "reversed"})
+    data = "Id,Email\n" + "".join(
+        f"{record_id},r{n}@example.com\n" for n, record_id in enumerate(ids)
+    )
+    data += f"{ids[0]},broken\n{ids[1]},also broken\n"
+
+    url, headers, closed = _ingest_update(sf, sf_server, data.encode())
+
+    assert closed["state"] == "JobComplete"
+    successes = _rows(requests.get(f"{url}/successfulResults", headers=headers, timeout=10).text)
+    failures = _rows(requests.get(f"{url}/failedResults", headers=headers, timeout=10).text)
+    assert [row["sf__Id"] for row in successes] == list(reversed(ids))
+    assert [row["Email"] for row in failures] == ["also broken", "broken"]
+
+
+def test_bulk2_controls_reset_and_validate(sf_server: Any) -> None:
+    assert sf_server.control(
+        "PUT", "bulk_ingest", {"in_progress_polls": 3, "result_order": "reversed"}
+    ) == {"in_progress_polls": 3, "result_order": "reversed"}
+
+    sf_server.control("POST", "reset")
+
+    assert sf_server.control("GET", "bulk_ingest") == {
+        "in_progress_polls": 0,
+        "result_order": "input",
+    }
+    for body in ({"in_progress_polls": -1}, {"in_progress_polls": True}, {"result_order": "x"}):
+        response = requests.put(f"{sf_server.url}/__sandbox__/bulk_ingest", json=body, timeout=10)
+        assert response.status_code == 400
+        assert response.json()[0]["errorCode"] == "INVALID_CONTROL_REQUEST"
