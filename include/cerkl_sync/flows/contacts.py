@@ -7,8 +7,9 @@ tasks build the clients from Airflow connections and pass XCom values in and out
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from include.cerkl_sync.batches import BatchRef, BatchStore
@@ -22,6 +23,8 @@ from include.cerkl_sync.flows.common import (
     raise_if_systemic,
     run_in_threads,
 )
+from include.cerkl_sync.planning import subscribers as new_subscribers
+from include.cerkl_sync.planning import writeback
 from include.cerkl_sync.planning.contacts import FLOW, plan_contacts_to_subscribers
 from include.cerkl_sync.planning.pairs import field_digest
 from include.cerkl_sync.planning.plan import FlowPlan
@@ -32,6 +35,7 @@ from include.cerkl_sync.records import (
     subscriber_from_cerkl,
     unsubscribe_from_cerkl,
 )
+from include.cerkl_sync.windows import EPOCH
 
 if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
@@ -121,6 +125,9 @@ def plan_contact_changes(
     """Plan the Cerkl writes for the extracted Contacts, batch by batch.
 
     Runs after new subscribers were linked, so a person new on both sides is linked once.
+    The subscriber of an unlinked Contact's email comes from ``changed`` where that is
+    enough, and from one Cerkl look-up per email otherwise (see :func:`_build_email_index`).
+    A Contact whose look-up fails with a record-level Cerkl error is rejected.
 
     :return: ``{"plans": [BatchRef of plan dicts], "result": FlowResult dict}``.
     """
@@ -132,6 +139,7 @@ def plan_contact_changes(
         int(s["id"]): s for s in BatchStore.iter_records(changed_subscriber_refs)
     }
     unsubscribes: list[dict[str, Any]] | None = None
+    email_index: _EmailIndex | None = None
     plan_refs: list[BatchRef] = []
     result = FlowResult(FLOW)
     created_so_far = 0
@@ -186,20 +194,6 @@ def plan_contact_changes(
             and linked_ids.get(c["id"]) is None
             and normalize_email(c.get("email"))
         ]
-        keys = sorted({normalize_email(c["email"]) for c in unlinked})
-        subscribers_by_email: dict[str, dict[str, Any]] = {}
-        for key, found, error in run_in_threads(
-            cerkl.find_subscriber_by_email, keys, workers=workers
-        ):
-            if error is not None:
-                raise_if_systemic(error)
-                continue
-            if found is not None:
-                subscribers_by_email[key] = subscriber_from_cerkl(found)
-        linked_elsewhere = set(
-            state.get_links_by_subscriber(s["id"] for s in subscribers_by_email.values())
-        )
-
         unsubscribes_by_email: dict[str, dict[str, Any]] = {}
         if unlinked or any(sid not in subscribers for sid in to_read):
             if unsubscribes is None:
@@ -210,8 +204,29 @@ def plan_contact_changes(
                 if key:
                     unsubscribes_by_email[key] = unsubscribe
 
+        keys = sorted({normalize_email(c["email"]) for c in unlinked})
+        subscribers_by_email: dict[str, dict[str, Any]] = {}
+        failed_emails: dict[str, str] = {}
+        if keys:
+            if email_index is None:
+                unsubscribed_ids = {u["id"] for u in unsubscribes or []}
+                email_index = _build_email_index(
+                    run, changed, unsubscribed_ids=unsubscribed_ids, cerkl=cerkl
+                )
+            subscribers_by_email, failed_emails = _match_emails(
+                keys, email_index, cerkl=cerkl, workers=workers
+            )
+        lookup_failures = {
+            c["id"]: failed_emails[normalize_email(c["email"])]
+            for c in unlinked
+            if normalize_email(c["email"]) in failed_emails
+        }
+        linked_elsewhere = set(
+            state.get_links_by_subscriber(s["id"] for s in subscribers_by_email.values())
+        )
+
         plan = plan_contacts_to_subscribers(
-            [c for c in contacts if c["id"] not in unchanged],
+            [c for c in contacts if c["id"] not in unchanged and c["id"] not in lookup_failures],
             links=links,
             subscribers=subscribers,
             changed_subscriber_ids=set(changed),
@@ -224,6 +239,8 @@ def plan_contact_changes(
         )
         for contact_id in sorted(unchanged):
             plan.skip("Contact", contact_id, "UNCHANGED")
+        for contact_id, reason in sorted(lookup_failures.items()):
+            plan.reject("Contact", contact_id, reason)
         _defer_repeated_creates(plan, planned_emails)
         _attach_cerkl_current(plan, {**subscribers_by_email, **subscribers})
         created_so_far += sum(1 for a in plan.actions if a["action"] == "create")
@@ -232,6 +249,127 @@ def plan_contact_changes(
         for action, count in plan.action_counts().items():
             result.counts[f"planned_{action}"] += count
     return {"plans": plan_refs, "result": result.to_dict()}
+
+
+#: Flows whose windows bound ``extract_subscriber_changes``, which reads the subscribers
+#: modified after the earliest start of these windows, up to the latest end.
+SUBSCRIBER_EXTRACT_FLOWS = (new_subscribers.FLOW, writeback.CHANGES_FLOW, writeback.INTERESTS_FLOW)
+
+
+def subscriber_extract_is_complete(run: RunInfo) -> bool:
+    """Tell whether the run's subscriber extract read every subscriber in Cerkl.
+
+    The rule: the extract is complete when the earliest window of
+    :data:`SUBSCRIBER_EXTRACT_FLOWS` starts at :data:`EPOCH`, which only a ``full_sync`` run
+    does. It then contains every subscriber modified up to the latest window end, so an email
+    missing from it has no subscriber, except one modified after that end.
+    :func:`_build_email_index` reads those few subscribers again before relying on the rule.
+
+    NOTE: a subscriber without ``date_modified_utc`` is outside every extract, so its email
+    is then matched only by the duplicate-email check on create. The sandbox sets the field on
+    every subscriber; whether Cerkl always does is not checked.
+    """
+    return min(run.windows[flow].start for flow in SUBSCRIBER_EXTRACT_FLOWS) <= EPOCH
+
+
+@dataclass
+class _EmailIndex:
+    """Subscribers by normalized email, built from the subscribers the run has already read."""
+
+    by_email: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Emails of more than one subscriber. They are looked up, so that the hook raises its
+    #: error about an email that is not unique.
+    shared: set[str] = field(default_factory=set)
+    #: True when an email missing from ``by_email`` has no subscriber in Cerkl.
+    complete: bool = False
+
+
+def _build_email_index(
+    run: RunInfo,
+    changed: Mapping[int, Mapping[str, Any]],
+    *,
+    unsubscribed_ids: set[int],
+    cerkl: CerklHook,
+) -> _EmailIndex:
+    """Index the subscribers changed in the window by email, for unlinked Contacts.
+
+    Each record is current as of the extract. When the extract was complete
+    (:func:`subscriber_extract_is_complete`), the subscribers modified since the window end
+    are read now, one ``GET subscriber`` request per page, and replace their older records.
+    An id in ``unsubscribed_ids`` (read after the extract) is left out, because Cerkl turns an
+    unsubscribed subscriber into an unsubscribe record with the same id. A subscriber created
+    after this read is found by the duplicate-email check on create (``_claim_existing``).
+    """
+    records: dict[int, Mapping[str, Any]] = dict(changed)
+    complete = subscriber_extract_is_complete(run)
+    if complete:
+        # The hook sends the bound in whole seconds. One second earlier also brings back the
+        # end's own second when the ``since_filter_operator`` extra is ``gt``.
+        since = max(run.windows[flow].end for flow in SUBSCRIBER_EXTRACT_FLOWS)
+        since -= timedelta(seconds=1)
+        for page in cerkl.iter_subscriber_pages(modified_since=since):
+            for raw in page:
+                record = subscriber_from_cerkl(raw)
+                records[record["id"]] = record
+    index = _EmailIndex(complete=complete)
+    for subscriber_id, record in records.items():
+        key = normalize_email(record.get("email"))
+        if key is None or subscriber_id in unsubscribed_ids:
+            continue
+        other = index.by_email.get(key)
+        if other is not None and int(other["id"]) != subscriber_id:
+            index.shared.add(key)
+        index.by_email[key] = dict(record)
+    log.info(
+        "Indexed %d subscriber emails for matching Contacts (complete: %s)",
+        len(index.by_email),
+        complete,
+    )
+    return index
+
+
+def _match_emails(
+    keys: Iterable[str], index: _EmailIndex, *, cerkl: CerklHook, workers: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Find the subscriber of each normalized email, from ``index`` or by a Cerkl look-up.
+
+    An email is looked up when the index lacks it and is not complete, or when several
+    subscribers share it.
+
+    :return: subscribers by email, and a reject reason by email for each look-up that failed
+        with a record-level error.
+    :raises CerklError: for a systemic error (see ``raise_if_systemic``).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    to_look_up: list[str] = []
+    for key in keys:
+        subscriber = index.by_email.get(key)
+        if key in index.shared:
+            to_look_up.append(key)
+        elif subscriber is not None:
+            found[key] = subscriber
+        elif not index.complete:
+            to_look_up.append(key)
+    from_index = len(found)
+    failed: dict[str, str] = {}
+    for key, record, error in run_in_threads(
+        cerkl.find_subscriber_by_email, to_look_up, workers=workers
+    ):
+        if error is not None:
+            raise_if_systemic(error)
+            code = getattr(error, "code", None) or type(error).__name__
+            failed[key] = f"CERKL_LOOKUP_FAILED: {code}"
+            continue
+        if record is not None:
+            found[key] = subscriber_from_cerkl(record)
+    if from_index or to_look_up:
+        log.info(
+            "Matched %d emails from subscribers already read; looked up %d, of which %d failed",
+            from_index,
+            len(to_look_up),
+            len(failed),
+        )
+    return found, failed
 
 
 def _attach_cerkl_current(plan: FlowPlan, subscribers: Mapping[Any, Mapping[str, Any]]) -> None:
