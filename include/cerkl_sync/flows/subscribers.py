@@ -513,7 +513,13 @@ def apply_subscriber_changes(
     cerkl: CerklHook,
     state: SyncStateStore,
 ) -> tuple[FlowResult, FlowResult]:
-    """Write subscriber name, email, score and interest changes to linked Contacts."""
+    """Write subscriber name, email, score and interest changes to linked Contacts.
+
+    Linked Contacts are not read from Salesforce again. The window's Contact extract has the
+    ones that changed in the window, and the others still have the values whose digests
+    the state DB keeps. A Contact deleted since the extract makes its update fail with
+    ``ENTITY_IS_DELETED``, and the subscriber is skipped as ``CONTACT_DELETED``.
+    """
     from cerkl.exceptions import CerklNotFoundError
 
     config = run.config
@@ -525,12 +531,8 @@ def apply_subscriber_changes(
         by_id = {s["id"]: s for s in subscribers}
         links = state.get_links_by_subscriber(s["id"] for s in subscribers)
         linked = [s for s in subscribers if s["id"] in links]
-        contacts = {
-            c["id"]: c
-            for c in _query_contacts(
-                salesforce, run, "Id", [links[s["id"]].contact_id for s in linked]
-            )
-        }
+        wanted = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
+        contacts = {c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in wanted}
         interests: dict[int, list[dict[str, Any]]] = {}
         for subscriber_id, ranked, error in run_in_threads(
             cerkl.get_subscriber_interests, [s["id"] for s in linked], workers=config.cerkl_workers
@@ -577,43 +579,48 @@ def apply_subscriber_changes(
         for row in rows:
             log.info("Contact %s: updating %s", row["Id"], ", ".join(sorted(set(row) - {"Id"})))
         outcomes = salesforce.update("Contact", rows) if rows else []
-        new_links = []
+        # The digests and seen times to keep per subscriber, gathered from both plans.
+        digests: dict[int, dict[str, str]] = {}
+        seen: dict[int, Any] = {}
         for row, outcome in zip(rows, outcomes, strict=True):
             for result, action in owners[row["Id"]]:
+                sid = action["subscriber_id"]
+                if not outcome.success and outcome.error_code == "ENTITY_IS_DELETED":
+                    # Deleted after the extract: the next run's extract has the delete, and
+                    # the Salesforce-to-Cerkl flow ends the link then.
+                    result.counts["skipped"] += 1
+                    continue
                 if not outcome.success:
                     result.reject(
-                        "subscriber",
-                        action["subscriber_id"],
-                        f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
+                        "subscriber", sid, f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}"
                     )
                     continue
                 result.counts["updated"] += 1
-                if "synced_values" in action:
-                    link = links[action["subscriber_id"]]
-                    new_links.append(
-                        make_link(
-                            link.contact_id,
-                            link.subscriber_id,
-                            action["synced_values"],
-                            opted_out=None,
-                            cerkl_seen_at=by_id[action["subscriber_id"]].get("modified"),
-                            previous=link,
-                        )
-                    )
-        for action in changes_plan.skipped:
-            sid = int(action["record_id"])
-            if action["reason"] == "UNCHANGED" and sid in links:
-                link = links[sid]
-                new_links.append(
-                    make_link(
-                        link.contact_id,
-                        sid,
-                        {},
-                        opted_out=None,
-                        cerkl_seen_at=by_id[sid].get("modified"),
-                        previous=link,
-                    )
-                )
+                digests.setdefault(sid, {}).update(action["synced_values"])
+                if result is changes_result:
+                    seen[sid] = by_id[sid].get("modified")
+        # An unchanged subscriber counts as seen. An interest list alone, written or
+        # unchanged, does not: it must not mark a failed or rejected name or email update
+        # as seen, or the next run would not retry it.
+        for plan, marks_seen in ((changes_plan, True), (interests_plan, False)):
+            for skipped in plan.skipped:
+                sid = int(skipped["record_id"])
+                if skipped["reason"] != "UNCHANGED" or sid not in links:
+                    continue
+                digests.setdefault(sid, {}).update(skipped.get("synced_values", {}))
+                if marks_seen:
+                    seen[sid] = by_id[sid].get("modified")
+        new_links = [
+            make_link(
+                links[sid].contact_id,
+                sid,
+                values,
+                opted_out=None,
+                cerkl_seen_at=seen.get(sid),
+                previous=links[sid],
+            )
+            for sid, values in digests.items()
+        ]
         if new_links:
             state.save_links(new_links)
     return changes_result, interests_result

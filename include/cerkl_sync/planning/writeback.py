@@ -10,8 +10,10 @@
 - ``interests_to_contacts``: the top five interests by rank go to the five interest fields,
   blank where there are fewer.
 
-A write is planned only where the Contact's current value differs, so the sync's own writes
-are not echoed back.
+A write is planned only where the Contact's value differs, so the sync's own writes are not
+echoed back. The Contact's value is its current one when the window's Contact extract has
+the Contact. Otherwise the Contact has not changed since the last sync, and its value is the
+one whose digest the link keeps.
 """
 
 from __future__ import annotations
@@ -139,12 +141,18 @@ def plan_subscriber_changes_to_contacts(
 
     :param subscribers: Subscriber records changed in the window and linked.
     :param links_by_subscriber: state-DB links by subscriber id.
-    :param contacts: current Contact records by Id for those links.
+    :param contacts: current Contact records by Id, for the linked Contacts that changed in
+        the window (the window's Contact extract). A linked Contact absent from it has not
+        changed since the last sync, so its values are compared with the link's digests
+        instead of being read again.
     :param changed_contact_ids: Contacts Salesforce reported changed in the window.
     :param interests: ranked interests by subscriber id (absent: not fetched, left alone).
     :param conflict_rule: the configured conflict rule.
     :return: the ``subscriber_changes_to_contacts`` and ``interests_to_contacts`` plans, with
-        ``update_contact`` actions holding record-named ``changes``.
+        ``update_contact`` actions holding record-named ``changes`` and the
+        ``synced_values`` digests to keep once the update is written. An ``UNCHANGED`` skip
+        carries ``synced_values`` too, so a link made before the score and interest digests
+        existed gains them.
     """
     changes_plan = FlowPlan(CHANGES_FLOW)
     interests_plan = FlowPlan(INTERESTS_FLOW)
@@ -155,13 +163,14 @@ def plan_subscriber_changes_to_contacts(
             changes_plan.skip("subscriber", str(subscriber_id), "NOT_LINKED")
             continue
         contact = contacts.get(link.contact_id)
-        if contact is None or contact.get("is_deleted"):
+        if contact is not None and contact.get("is_deleted"):
             changes_plan.skip("subscriber", str(subscriber_id), "CONTACT_DELETED")
             continue
+        synced = link.synced_values
         decision = reconcile_pair(
             contact=contact if link.contact_id in changed_contact_ids else None,
             subscriber=subscriber,
-            synced_values=link.synced_values,
+            synced_values=synced,
             salesforce_seen_at=link.salesforce_seen_at,
             cerkl_seen_at=link.cerkl_seen_at,
             conflict_rule=conflict_rule,
@@ -169,11 +178,14 @@ def plan_subscriber_changes_to_contacts(
         changes = {
             name: value
             for name, value in decision.to_salesforce.items()
-            if field_digest(name, value) != field_digest(name, contact.get(name))
+            if _differs(name, value, contact, synced)
         }
-        score = subscriber.get("engagement_score")
-        if score is not None and score != contact.get("engagement_score"):
-            changes["engagement_score"] = score
+        digests = dict(decision.synced_values)
+        score = _as_score(subscriber.get("engagement_score"))
+        if score is not None:
+            if _differs("engagement_score", score, contact, synced):
+                changes["engagement_score"] = score
+            digests["engagement_score"] = field_digest("engagement_score", score)
         problem = None
         if "email" in changes:
             problem = email_problem(changes["email"])
@@ -186,23 +198,54 @@ def plan_subscriber_changes_to_contacts(
                 subscriber_id=subscriber_id,
                 contact_id=link.contact_id,
                 changes=changes,
-                synced_values=decision.synced_values,
+                synced_values=digests,
             )
         else:
             changes_plan.skip("subscriber", str(subscriber_id), "UNCHANGED")
+            changes_plan.skipped[-1]["synced_values"] = digests
 
         ranked = interests.get(subscriber_id)
         if ranked is None:
             continue
         wanted = top_interests(ranked)
-        current = list(contact.get("interests") or [None] * INTEREST_SLOTS)
-        if wanted != current:
+        interest_digest = {"interests": field_digest("interests", wanted)}
+        if _differs("interests", wanted, contact, synced):
             interests_plan.add(
                 "update_contact",
                 subscriber_id=subscriber_id,
                 contact_id=link.contact_id,
                 changes={"interests": wanted},
+                synced_values=interest_digest,
             )
         else:
             interests_plan.skip("subscriber", str(subscriber_id), "UNCHANGED")
+            interests_plan.skipped[-1]["synced_values"] = interest_digest
     return changes_plan, interests_plan
+
+
+def _differs(
+    name: str, value: object, contact: Mapping[str, Any] | None, synced: Mapping[str, str]
+) -> bool:
+    """Tell whether ``value`` differs from the Contact's, or from the last-synced one.
+
+    With no current Contact record the last-synced digest stands for the Contact's value,
+    and a field never synced counts as different.
+    """
+    if contact is None:
+        return field_digest(name, value) != synced.get(name)
+    current = contact.get(name)
+    if name == "interests":
+        current = list(current or [None] * INTEREST_SLOTS)
+    elif name == "engagement_score":
+        current = _as_score(current)
+    return field_digest(name, value) != field_digest(name, current)
+
+
+def _as_score(value: object) -> float | None:
+    """Return an engagement score as a float, so that 10 and 10.0 digest alike."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

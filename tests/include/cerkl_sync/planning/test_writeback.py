@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from include.cerkl_sync.planning.pairs import field_digest
 from include.cerkl_sync.planning.plan import FlowPlan
 from include.cerkl_sync.planning.writeback import (
     opt_out_cleared_after,
@@ -323,12 +324,88 @@ def test_plan_subscriber_changes_not_linked_skipped() -> None:
     assert interests.actions == []
 
 
-@pytest.mark.parametrize("contacts", [[], [contact(is_deleted=True)]])
-def test_plan_subscriber_changes_deleted_contact_skipped(contacts: list[dict[str, Any]]) -> None:
-    changes, _ = _changes([subscriber()], links=[link()], contacts=contacts)
+def test_plan_subscriber_changes_deleted_contact_skipped() -> None:
+    changes, _ = _changes([subscriber()], links=[link()], contacts=[contact(is_deleted=True)])
 
     assert changes.actions == []
     assert changes.skipped[0]["reason"] == "CONTACT_DELETED"
+
+
+# A linked Contact outside the window's extract is compared with the link's digests.
+
+
+def test_plan_subscriber_changes_unread_contact_name_written() -> None:
+    changes, _ = _changes([subscriber(first_name="Augusta", modified=T2)], links=[link()])
+
+    assert changes.actions[0]["contact_id"] == CONTACT_ID
+    assert changes.actions[0]["changes"] == {"first_name": "Augusta"}
+    assert changes.actions[0]["synced_values"]["first_name"] == field_digest(
+        "first_name", "Augusta"
+    )
+
+
+def test_plan_subscriber_changes_unread_contact_unchanged() -> None:
+    changes, _ = _changes([subscriber(modified=T2)], links=[link()])
+
+    assert changes.actions == []
+    assert changes.skipped[0]["reason"] == "UNCHANGED"
+
+
+def test_plan_subscriber_changes_unread_score_compared_with_digest() -> None:
+    synced = {**digests(), "engagement_score": field_digest("engagement_score", 10.0)}
+
+    same, _ = _changes(
+        [subscriber(engagement_score=10, modified=T2)], links=[link(synced_values=synced)]
+    )
+    moved, _ = _changes(
+        [subscriber(engagement_score=11.5, modified=T2)], links=[link(synced_values=synced)]
+    )
+
+    assert same.actions == []
+    assert same.skipped[0]["reason"] == "UNCHANGED"
+    assert moved.actions[0]["changes"] == {"engagement_score": 11.5}
+
+
+def test_plan_subscriber_changes_unsynced_score_written() -> None:
+    changes, _ = _changes([subscriber(engagement_score=10, modified=T2)], links=[link()])
+
+    assert changes.actions[0]["changes"] == {"engagement_score": 10.0}
+    expected = field_digest("engagement_score", 10.0)
+    assert changes.actions[0]["synced_values"]["engagement_score"] == expected
+
+
+def test_plan_subscriber_changes_unchanged_skip_carries_digests() -> None:
+    changes, _ = _changes(
+        [subscriber(engagement_score=10, modified=T2)],
+        links=[link()],
+        contacts=[contact(engagement_score=10.0)],
+    )
+
+    assert changes.skipped[0]["reason"] == "UNCHANGED"
+    expected = field_digest("engagement_score", 10.0)
+    assert changes.skipped[0]["synced_values"]["engagement_score"] == expected
+
+
+def test_plan_subscriber_changes_unread_interests_compared_with_digest() -> None:
+    ranked = [_interest("Art", 1), _interest("Golf", 2)]
+    wanted = ["Art", "Golf", None, None, None]
+    synced = {**digests(), "interests": field_digest("interests", wanted)}
+
+    _, same = _changes(
+        [subscriber(modified=T2)], links=[link(synced_values=synced)], interests={101: ranked}
+    )
+    _, moved = _changes(
+        [subscriber(modified=T2)],
+        links=[link(synced_values=synced)],
+        interests={101: [_interest("Chess", 1)]},
+    )
+
+    assert same.actions == []
+    assert same.skipped[0]["reason"] == "UNCHANGED"
+    assert same.skipped[0]["synced_values"] == {"interests": field_digest("interests", wanted)}
+    assert moved.actions[0]["changes"] == {"interests": ["Chess", None, None, None, None]}
+    expected = field_digest("interests", ["Chess", None, None, None, None])
+    assert moved.actions[0]["synced_values"] == {"interests": expected}
 
 
 @pytest.mark.parametrize(
@@ -447,6 +524,9 @@ def test_plan_subscriber_changes_interests_written() -> None:
             "subscriber_id": 101,
             "contact_id": CONTACT_ID,
             "changes": {"interests": ["Art", "Golf", None, None, None]},
+            "synced_values": {
+                "interests": field_digest("interests", ["Art", "Golf", None, None, None])
+            },
         }
     ]
 
