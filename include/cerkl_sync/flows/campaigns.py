@@ -58,13 +58,21 @@ def extract_campaigns(
         for page in salesforce.iter_query_pages(soql, include_deleted=True):
             campaigns.update({row["Id"]: row for row in page})
 
+    # The member rows carry their Campaign's fields through the parent relationship, so
+    # that the Campaigns of changed members need no look-up by Id of their own. A row whose
+    # parent is not returned falls back to that look-up below.
     wanted: set[str] = set()
     soql = (
-        "SELECT CampaignId FROM CampaignMember "
-        f"WHERE SystemModstamp > {start} AND SystemModstamp <= {end}"
+        "SELECT CampaignId, Campaign.Name, Campaign.Type, Campaign.IsDeleted "
+        f"FROM CampaignMember WHERE SystemModstamp > {start} AND SystemModstamp <= {end}"
     )
     for page in salesforce.iter_query_pages(soql, include_deleted=True):
-        wanted.update(row["CampaignId"] for row in page)
+        for row in page:
+            campaign_id = row["CampaignId"]
+            parent = row.get("Campaign")
+            if isinstance(parent, dict) and campaign_id not in campaigns:
+                campaigns[campaign_id] = {"Id": campaign_id, **parent}
+            wanted.add(campaign_id)
     for item in state.open_work_items(FLOW):
         if item.record_type == "CampaignMember":
             wanted.add(item.record_id.split(":", 1)[0])
