@@ -152,7 +152,7 @@ def _finish(clients: Any, *results: Any) -> dict[str, Any]:
 def _start_run(params: dict[str, Any], upstream: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from include.cerkl_sync.config import load_config_from_environment
     from include.cerkl_sync.flows.common import api_calls_dict
-    from include.cerkl_sync.flows.run import prepare_run
+    from include.cerkl_sync.flows.run import check_organization_account, prepare_run
     from include.cerkl_sync.runtime import SALESFORCE_CONN_ID, STATE_CONN_ID
     from include.cerkl_sync.salesforce_io import SalesforceClient
     from include.cerkl_sync.state import SyncStateStore
@@ -177,6 +177,7 @@ def _start_run(params: dict[str, Any], upstream: dict[str, Any]) -> tuple[Any, d
         "Contact",
         [fields.subscriber_id, fields.unsubscribe, fields.engagement_score, *fields.interests],
     )
+    check_organization_account(salesforce, os.environ["AIRFLOW_VAR_CERKL_ORGANIZATION_ID"])
     return run.to_dict(), api_calls_dict(salesforce.api_calls, None)
 
 
