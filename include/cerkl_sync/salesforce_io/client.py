@@ -1,4 +1,7 @@
-"""The Salesforce client the sync's tasks use: queries, sObject Collections writes, describes.
+"""The Salesforce client the sync's tasks use: queries, writes and describes.
+
+Writes go through sObject Collections, and large updates and upserts through Bulk API 2.0
+ingest jobs (see :mod:`include.cerkl_sync.salesforce_io.bulk`).
 
 Every request goes through the Airflow provider's ``SalesforceHook``: the hook logs in,
 and :class:`~include.cerkl_sync.salesforce_io.rest.RestSession` sends the REST requests on
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from cerkl.redaction import QueryRedactingFilter, install_log_redaction
 
+from include.cerkl_sync.salesforce_io import bulk
 from include.cerkl_sync.salesforce_io.endpoints import (
     RequestCounter,
     endpoint_key,
@@ -55,6 +59,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLLECTION_BATCH_SIZE = 200
+# A job costs 5 calls with one poll (create, upload, close, poll, failed results), one more
+# per extra poll, and an upsert one more for the successful results. Above 2,000 records
+# Collections take more than 10 calls, so a job that finishes within a few polls costs fewer.
+DEFAULT_BULK_THRESHOLD = 2000
+DEFAULT_BULK_JOB_TIMEOUT = 1800.0
 MIN_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 2000
 
@@ -114,6 +123,10 @@ class SalesforceClient:
     :param sleep: the function that waits, for both lock retries and request retries.
     :param max_attempts: attempts per request for 429, 5xx, dropped connections and timeouts.
     :param request_timeout: seconds to wait for a response before the attempt times out.
+    :param bulk_threshold: :meth:`update` and :meth:`upsert` of more records than this use
+        Bulk API 2.0 ingest jobs instead of sObject Collections. None or 0 turns jobs off.
+    :param bulk_job_timeout: seconds a closed ingest job may take to finish before the call
+        raises :class:`SalesforceWriteOutcomeUnknownError`.
     """
 
     def __init__(
@@ -125,12 +138,25 @@ class SalesforceClient:
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        bulk_threshold: int | None = DEFAULT_BULK_THRESHOLD,
+        bulk_job_timeout: float = DEFAULT_BULK_JOB_TIMEOUT,
     ) -> None:
         from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 
         delays = tuple(float(delay) for delay in lock_retry_delays)
         if any(delay < 0 for delay in delays):
             raise ValueError(f"lock_retry_delays {delays!r} contains a negative delay")
+        if bulk_threshold is not None and (
+            isinstance(bulk_threshold, bool)
+            or not isinstance(bulk_threshold, int)
+            or bulk_threshold < 0
+        ):
+            raise ValueError(
+                f"invalid bulk_threshold {bulk_threshold!r}: use a whole number of records "
+                ">= 0, or None to write with sObject Collections only"
+            )
+        if not bulk_job_timeout > 0:
+            raise ValueError(f"invalid bulk_job_timeout {bulk_job_timeout!r}: use seconds > 0")
 
         if session is None:
             from include.cerkl_sync.salesforce_transport import build_salesforce_session
@@ -141,6 +167,8 @@ class SalesforceClient:
         self.hook: SalesforceHook = SalesforceHook(salesforce_conn_id=conn_id, session=session)
         self._lock_retry_delays = delays
         self._sleep = sleep
+        self._bulk_threshold = bulk_threshold or 0
+        self._bulk_job_timeout = float(bulk_job_timeout)
         self._counter = RequestCounter()
         self._rest = RestSession(
             self.hook,
@@ -267,7 +295,7 @@ class SalesforceClient:
             response = self._rest.request("GET", next_url, policy=RetryPolicy.READ, headers=headers)
         logger.debug("SOQL query returned %d records in %d pages", records, pages)
 
-    # -- sObject Collections writes ---------------------------------------------------------
+    # -- writes -----------------------------------------------------------------------------
 
     def create(self, sobject: str, records: Sequence[dict]) -> list[WriteResult]:
         """Insert records with sObject Collections, 200 a request, ``allOrNone`` false.
@@ -275,7 +303,9 @@ class SalesforceClient:
         A create is not idempotent: when a request's outcome is unknown (the connection
         dropped, a timeout, a 5xx) it raises :class:`SalesforceWriteOutcomeUnknownError`
         and does not re-send. To make a create safe to repeat, give the records an external
-        Id field and call :meth:`upsert` on it.
+        Id field and call :meth:`upsert` on it. Creates never use Bulk API 2.0, because a
+        job whose state cannot be read leaves an unknown set of records created, and the
+        whole job would then be unsafe to send again.
 
         :param sobject: the sObject API name, e.g. ``Contact``.
         :param records: field values by API name, without ``Id``.
@@ -298,13 +328,19 @@ class SalesforceClient:
         return self._write("create", sobject, bodies)
 
     def update(self, sobject: str, records: Sequence[dict]) -> list[WriteResult]:
-        """Update records by ``Id`` with sObject Collections, 200 a request, ``allOrNone`` false.
+        """Update records by ``Id``, with ``allOrNone`` false.
+
+        Up to ``bulk_threshold`` records go through sObject Collections, 200 a request, and
+        more through Bulk API 2.0 ingest jobs (see :meth:`_write_large`).
 
         :param sobject: the sObject API name.
-        :param records: each with ``Id`` and the fields to change.
+        :param records: each with ``Id`` and the fields to change. A value of None clears
+            the field, and a field left out stays as it is.
         :return: one result per input record, in input order, with ``created`` False on
             success.
         :raises ValueError: when a record lacks an ``Id`` or a name is invalid.
+        :raises SalesforceWriteOutcomeUnknownError: when an ingest job's outcome cannot be
+            read. ``record_indices`` lists that job's input positions.
         :raises SalesforceSyncError: when a request fails after retries.
         """
         _check_api_name(sobject, "sObject name")
@@ -317,15 +353,19 @@ class SalesforceClient:
                     f"record at position {position} has no valid Id: update needs the 15- or "
                     "18-character Id of the record to change"
                 )
+        if self._uses_bulk(len(bodies)):
+            return self._write_large("update", sobject, bodies, None)
         return self._write("update", sobject, bodies)
 
     def upsert(
         self, sobject: str, external_id_field: str, records: Sequence[dict]
     ) -> list[WriteResult]:
-        """Insert or update records matched on an external Id field, 200 a request.
+        """Insert or update records matched on an external Id field.
 
         Repeating an upsert leaves the same records, which makes it the safe way to create
-        records when a request may have to be re-sent.
+        records when a request may have to be re-sent. Up to ``bulk_threshold`` records go
+        through sObject Collections, 200 a request, and more through Bulk API 2.0 ingest
+        jobs (see :meth:`_write_large`).
 
         :param sobject: the sObject API name.
         :param external_id_field: API name of a field marked External ID on ``sobject``.
@@ -333,6 +373,8 @@ class SalesforceClient:
         :return: one result per input record, in input order, with ``created`` as
             Salesforce reports it.
         :raises ValueError: when a record lacks the external Id or a name is invalid.
+        :raises SalesforceWriteOutcomeUnknownError: when an ingest job's outcome cannot be
+            read. ``record_indices`` lists that job's input positions.
         :raises SalesforceSyncError: when a request fails after retries.
         """
         _check_api_name(sobject, "sObject name")
@@ -346,6 +388,8 @@ class SalesforceClient:
                     f"record at position {position} has no {external_id_field} value: upsert "
                     "matches records on it, so every record needs one"
                 )
+        if self._uses_bulk(len(bodies)):
+            return self._write_large("upsert", sobject, bodies, external_id_field)
         return self._write("upsert", sobject, bodies, external_id_field=external_id_field)
 
     def delete(self, ids: Sequence[str]) -> list[WriteResult]:
@@ -395,18 +439,7 @@ class SalesforceClient:
                 raise
 
         done = [result for result in results if result is not None]
-        failures = Counter(result.error_code for result in done if not result.success)
-        if failures:
-            logger.warning(
-                "Salesforce %s %s: %d of %d records failed, by error code: %s",
-                operation,
-                sobject or "records",
-                sum(failures.values()),
-                len(done),
-                dict(failures),
-            )
-        else:
-            logger.info("Salesforce %s %s: %d records", operation, sobject or "records", len(done))
+        _log_write_summary(operation, sobject, done)
         return done
 
     def _write_batch(
@@ -439,28 +472,196 @@ class SalesforceClient:
             if not retry:
                 return
 
-            delay = next(delays, None)
+            delay = self._next_resend_delay(operation, delays, retry, results)
             if delay is None:
-                logger.warning(
-                    "Salesforce %s: %d records still failed with a transient error after %d "
-                    "re-sends, first positions %s",
-                    operation,
-                    len(retry),
-                    len(self._lock_retry_delays),
-                    retry[:10],
-                )
                 return
-            logger.warning(
-                "Salesforce %s: re-sending %d records that failed with %s in %.1f s, "
-                "first positions %s",
-                operation,
-                len(retry),
-                sorted({results[position].error_code for position in retry}),  # type: ignore[union-attr]
-                delay,
-                retry[:10],
-            )
             self._sleep(delay)
             pending = retry
+
+    def _next_resend_delay(
+        self,
+        operation: str,
+        delays: Iterator[float],
+        retry: list[int],
+        results: list[WriteResult | None],
+    ) -> float | None:
+        """Return the wait before re-sending ``retry``, or None when the delays ran out."""
+        delay = next(delays, None)
+        if delay is None:
+            logger.warning(
+                "Salesforce %s: %d records still failed with a transient error after %d "
+                "re-sends, first positions %s",
+                operation,
+                len(retry),
+                len(self._lock_retry_delays),
+                retry[:10],
+            )
+            return None
+        logger.warning(
+            "Salesforce %s: re-sending %d records that failed with %s in %.1f s, "
+            "first positions %s",
+            operation,
+            len(retry),
+            sorted({results[position].error_code for position in retry}),  # type: ignore[union-attr]
+            delay,
+            retry[:10],
+        )
+        return delay
+
+    # -- Bulk API 2.0 writes ----------------------------------------------------------------
+
+    def _uses_bulk(self, record_count: int) -> bool:
+        return bool(self._bulk_threshold) and record_count > self._bulk_threshold
+
+    def _write_large(
+        self,
+        operation: str,
+        sobject: str,
+        bodies: list[dict[str, Any]],
+        external_id_field: str | None,
+    ) -> list[WriteResult]:
+        """Update or upsert many records with Bulk API 2.0 ingest jobs.
+
+        Results match what :meth:`_write` returns, one per record in input order. Records
+        that a job did not process fail with ``BULK_JOB_FAILED`` or ``BULK_JOB_ABORTED``.
+        Records that fail with a transient code are re-sent after each of
+        ``lock_retry_delays``, by a job when there are more than ``bulk_threshold`` of them
+        and by sObject Collections when fewer. A job that ends before it is closed wrote
+        nothing, so its records go through sObject Collections instead.
+
+        Collections take the whole call when the records repeat a match key (``Id`` or the
+        external Id) or a value has no CSV form, because job results are matched by key.
+        """
+        records = [{k: v for k, v in body.items() if k != "attributes"} for body in bodies]
+        key_field = external_id_field or "Id"
+        try:
+            encoded = bulk.encode_records(operation, records, key_field)
+        except bulk.NotEncodableError as exc:
+            logger.info(
+                "Salesforce %s %s: sending %d records with sObject Collections, because %s",
+                operation,
+                sobject,
+                len(records),
+                exc,
+            )
+            return self._write(operation, sobject, bodies, external_id_field=external_id_field)
+
+        ids = [_field_value(record, "Id") for record in records]
+        results: list[WriteResult | None] = [None] * len(records)
+        delays = iter(self._lock_retry_delays)
+        pending = list(range(len(records)))
+        try:
+            while True:
+                if self._uses_bulk(len(pending)):
+                    self._send_jobs(
+                        operation,
+                        sobject,
+                        external_id_field,
+                        bodies,
+                        encoded,
+                        ids,
+                        pending,
+                        results,
+                    )
+                else:
+                    self._send_collections_once(
+                        operation, sobject, bodies, pending, results, external_id_field
+                    )
+                retry = [
+                    position
+                    for position in pending
+                    if not results[position].success  # type: ignore[union-attr]
+                    and results[position].error_code in TRANSIENT_ERROR_CODES  # type: ignore[union-attr]
+                ]
+                if not retry:
+                    break
+                delay = self._next_resend_delay(operation, delays, retry, results)
+                if delay is None:
+                    break
+                self._sleep(delay)
+                pending = retry
+        except SalesforceSyncError as exc:
+            exc.partial_results = [result for result in results if result is not None]
+            raise
+
+        done = [result for result in results if result is not None]
+        _log_write_summary(operation, sobject, done)
+        return done
+
+    def _send_jobs(
+        self,
+        operation: str,
+        sobject: str,
+        external_id_field: str | None,
+        bodies: list[dict[str, Any]],
+        encoded: bulk.EncodedRecords,
+        ids: list[Any],
+        positions: list[int],
+        results: list[WriteResult | None],
+    ) -> None:
+        header = bulk.header_line(encoded.header)
+        for job_positions in bulk.split_by_size(encoded, positions, bulk.MAX_JOB_CSV_BYTES):
+            csv_data = (header + "".join(encoded.lines[p] for p in job_positions)).encode("utf-8")
+            job = bulk.IngestJob(
+                self._rest,
+                sobject=sobject,
+                operation=operation,
+                external_id_field=external_id_field,
+                sleep=self._sleep,
+                timeout=self._bulk_job_timeout,
+            )
+            try:
+                outcome = job.run(csv_data, encoded.key_column, len(job_positions))
+            except bulk.JobNotRunError as exc:
+                logger.warning(
+                    "Salesforce %s %s: %s. Sending its %d records with sObject Collections",
+                    operation,
+                    sobject,
+                    exc,
+                    len(job_positions),
+                )
+                self._send_collections_once(
+                    operation, sobject, bodies, job_positions, results, external_id_field
+                )
+                continue
+            except SalesforceWriteOutcomeUnknownError as exc:
+                exc.record_indices = list(job_positions)
+                raise
+
+            job_results = bulk.job_results(operation, outcome, job_positions, encoded.keys, ids)
+            for result in job_results:
+                results[result.index] = result
+            logger.info(
+                "Salesforce %s %s: Bulk API 2.0 job %s ended %s with %d records, %d failed",
+                operation,
+                sobject,
+                outcome.job_id,
+                outcome.state,
+                len(job_positions),
+                sum(1 for result in job_results if not result.success),
+            )
+
+    def _send_collections_once(
+        self,
+        operation: str,
+        sobject: str,
+        bodies: list[dict[str, Any]],
+        positions: list[int],
+        results: list[WriteResult | None],
+        external_id_field: str | None,
+    ) -> None:
+        """Send the records at ``positions`` with sObject Collections, without re-sends."""
+        for start in range(0, len(positions), COLLECTION_BATCH_SIZE):
+            batch = positions[start : start + COLLECTION_BATCH_SIZE]
+            try:
+                raw_results = self._send_collection(
+                    operation, sobject, [bodies[position] for position in batch], external_id_field
+                )
+            except SalesforceWriteOutcomeUnknownError as exc:
+                exc.record_indices = list(batch)
+                raise
+            for position, raw in zip(batch, raw_results, strict=True):
+                results[position] = _write_result(position, raw, operation)
 
     def _send_collection(
         self,
@@ -555,6 +756,21 @@ class SalesforceClient:
                 f"them as custom fields on {sobject} (Setup > Object Manager > {sobject} > "
                 "Fields & Relationships) and give the sync user read and edit access"
             )
+
+
+def _log_write_summary(operation: str, sobject: str | None, done: list[WriteResult]) -> None:
+    failures = Counter(result.error_code for result in done if not result.success)
+    if failures:
+        logger.warning(
+            "Salesforce %s %s: %d of %d records failed, by error code: %s",
+            operation,
+            sobject or "records",
+            sum(failures.values()),
+            len(done),
+            dict(failures),
+        )
+    else:
+        logger.info("Salesforce %s %s: %d records", operation, sobject or "records", len(done))
 
 
 def _query_resource(include_deleted: bool) -> str:

@@ -74,11 +74,13 @@ class SalesforceRequestError(SalesforceSyncError):
 
 
 class SalesforceWriteOutcomeUnknownError(SalesforceRequestError):
-    """A create request whose outcome is unknown: the connection dropped or a 5xx came back.
+    """A write whose outcome is unknown, so it is not re-sent.
 
-    The records may or may not exist in Salesforce now, so the request is not re-sent.
-    ``record_indices`` lists the input positions of the records in that request. Callers that
-    need creates to be safe to repeat use ``upsert`` on an external Id field instead.
+    It is raised for a create request whose connection dropped or that got a 5xx, and for a
+    Bulk API 2.0 ingest job whose final state or results could not be read or that did not
+    finish in time. The records may or may not be written now. ``record_indices`` lists the
+    input positions of the records in that request or job. Callers that need creates to be
+    safe to repeat use ``upsert`` on an external Id field instead.
     """
 
     def __init__(

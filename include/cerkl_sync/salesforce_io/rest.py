@@ -225,6 +225,7 @@ class RestSession:
         policy: RetryPolicy,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
+        data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send one REST request with retries and at most one session renewal.
@@ -235,6 +236,8 @@ class RestSession:
         :param policy: which failures the request may be re-sent after.
         :param params: query string parameters.
         :param json_body: the JSON request body.
+        :param data: a raw request body, such as CSV, instead of ``json_body``. Give its
+            ``Content-Type`` in ``headers``.
         :param headers: headers to add to the hook's auth and content headers.
         :return: the response, with a status below 300.
         :raises SalesforceAuthError: when login fails or the session expires twice in a row.
@@ -255,7 +258,7 @@ class RestSession:
             )
             try:
                 return retrying(
-                    self._send_once, method, target, endpoint, params, json_body, headers
+                    self._send_once, method, target, endpoint, params, json_body, data, headers
                 )
             except _SessionExpired as expired:
                 if renewed:
@@ -280,6 +283,7 @@ class RestSession:
         endpoint: str,
         params: Mapping[str, str] | None,
         json_body: Any,
+        data: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> requests.Response:
         connection = self.connection()
@@ -291,6 +295,7 @@ class RestSession:
             self._resolve_url(connection, target),
             params=params,
             json=json_body,
+            data=data,
             headers=request_headers,
             timeout=self._request_timeout,
         )
