@@ -8,7 +8,8 @@ prints a table and one last line for scripts::
     salesforce_calls=N minimum=M ratio=R cerkl_calls=C wall_s=W latency_bound_s=L peak_rss_mb=P
 
 Run with ``make bench`` (the ``daily`` scenario) or ``make bench SCENARIO=smoke``, or
-``.venv/bin/python -m bench.run --scenario daily --scale 0.2``.
+``.venv/bin/python -m bench.run --scenario daily --scale 0.2``. With ``--setup-only`` it
+builds the world, prints the seconds of each setup step and stops before the tasks.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class BenchResult:
     scale: float
     settings: RunSettings = field(default_factory=RunSettings)
     seed_seconds: float = 0.0
+    #: Seconds per setup step, in the order the steps ran. Keys ``changes: <group>`` time
+    #: the groups of the day's changes.
+    setup_seconds: dict[str, float] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     salesforce_by_endpoint: Counter[str] = field(default_factory=Counter)
@@ -241,6 +245,7 @@ def run_benchmark(
     cerkl_rate: float | None = CERKL_RATE,
     isolate: bool = True,
     cerkl_page_size: int | None = None,
+    setup_only: bool = False,
 ) -> BenchResult:
     """Build the scenario, run every task in its own process and return the figures.
 
@@ -252,6 +257,8 @@ def run_benchmark(
     :param isolate: run each task in its own process; False runs them in this process,
         which saves the interpreter starts but measures no per-task memory.
     :param cerkl_page_size: subscribers per Cerkl list request; None for the hook's default.
+    :param setup_only: stop after the setup (seed, state DB, the day's changes and the
+        counter reset) and run no task; the result then contains the setup figures only.
     :param work_dir: folder for the sandbox stores, the state DB and batch files; a temporary
         folder (deleted afterwards) when None.
     :raises ValueError: for an unknown scenario or an invalid scale.
@@ -277,13 +284,15 @@ def run_benchmark(
             isolate=isolate,
             cerkl_page_size=cerkl_page_size,
         )
-        return _run(scenario, scale, work_dir, settings)
+        return _run(scenario, scale, work_dir, settings, setup_only=setup_only)
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> BenchResult:
+def _run(
+    scenario: Any, scale: float, work_dir: Path, settings: RunSettings, *, setup_only: bool
+) -> BenchResult:
     _prepare_environment(work_dir)
     from bench import world
     from bench.tasks import TASK_ORDER, run_task_in_child, run_task_in_process
@@ -298,6 +307,7 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
     started = time.perf_counter()
     counts, population = world.seed_org(sandbox_dir, scenario)
     result.seed_seconds = time.perf_counter() - started
+    result.setup_seconds["seed"] = round(result.seed_seconds, 1)
     result.records["seeded"] = counts
     state_url = f"sqlite:///{work_dir / 'state.db'}"
 
@@ -307,7 +317,9 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
     }
     if settings.cerkl_page_size is not None:
         cerkl_extra["page_size"] = settings.cerkl_page_size
+    started = time.perf_counter()
     with start_sandbox(sandbox_dir) as sandbox:
+        result.setup_seconds["start sandbox"] = round(time.perf_counter() - started, 1)
         configure_environment(
             salesforce_url=sandbox.salesforce_url,
             cerkl_url=sandbox.cerkl_url,
@@ -317,7 +329,9 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
             cerkl_extra=cerkl_extra,
         )
         config = load_config_from_environment()
+        started = time.perf_counter()
         result.records["links_seeded"] = world.seed_state(state_url, scenario, config)
+        result.setup_seconds["state DB"] = round(time.perf_counter() - started, 1)
         salesforce_controls = SandboxControlClient(sandbox.salesforce_url)
         cerkl_controls = SandboxControlClient(sandbox.cerkl_root_url)
         controls = (salesforce_controls, cerkl_controls)
@@ -328,6 +342,14 @@ def _run(scenario: Any, scale: float, work_dir: Path, settings: RunSettings) -> 
                 client.set_latency(fixed_ms=settings.latency_ms)
                 client.reset_counters()
             cerkl_controls.set_rate_limit(settings.cerkl_rate)
+            if setup_only:
+                # Read back after the reset, so the report shows that setup requests are not
+                # counted as the sync's.
+                result.records["calls_after_setup"] = {
+                    "salesforce": salesforce_controls.counters()["total"],
+                    "cerkl": cerkl_controls.counters()["total"],
+                }
+                return result
 
             params = {
                 "run_id": f"bench__{scenario.name}",
@@ -382,15 +404,25 @@ def _make_changes(
     cerkl = CerklHook(cerkl_conn_id="cerkl_default")
     try:
         if population.linked:
+            started = time.perf_counter()
             result.sandbox_ms = _time_sandbox_requests(
                 salesforce, cerkl_url, population.linked[0][1]
             )
+            result.setup_seconds["request timing"] = round(time.perf_counter() - started, 1)
         if not scenario.full_sync:
             started = time.perf_counter()
+            timings: dict[str, float] = {}
             result.changes = world.apply_day_changes(
-                scenario, population, salesforce=salesforce, cerkl=cerkl, controls=cerkl_controls
+                scenario,
+                population,
+                salesforce=salesforce,
+                cerkl=cerkl,
+                controls=cerkl_controls,
+                timings=timings,
             )
             result.records["changes_seconds"] = round(time.perf_counter() - started, 1)
+            for group, seconds in timings.items():
+                result.setup_seconds[f"changes: {group}"] = seconds
     finally:
         cerkl.close()
 
@@ -415,12 +447,42 @@ def _flow_records(outputs: dict[str, Any]) -> dict[str, Any]:
     return records
 
 
+def format_setup_report(result: BenchResult) -> str:
+    """Return the setup's steps with their seconds, ending with a line for scripts."""
+    lines = [f"Setup of scenario {result.scenario} (scale {result.scale:g})"]
+    lines.append(f"Seeded {result.records.get('seeded')}")
+    lines.append(f"Links in the state DB: {result.records.get('links_seeded')}")
+    lines.append(f"Day's changes: {result.changes}")
+    lines.append("")
+    for step, seconds in result.setup_seconds.items():
+        lines.append(f"  {step:28} {seconds:8.1f} s")
+    calls = result.records.get("calls_after_setup")
+    if calls is not None:
+        lines.append(
+            f"Requests counted after the counter reset: Salesforce {calls['salesforce']}, "
+            f"Cerkl {calls['cerkl']}"
+        )
+    total = sum(
+        seconds for step, seconds in result.setup_seconds.items() if not step.startswith("changes:")
+    )
+    lines.append(
+        f"setup_s={total + result.records.get('changes_seconds', 0):.1f} "
+        f"seed_s={result.setup_seconds.get('seed', 0):.1f} "
+        f"changes_s={result.records.get('changes_seconds', 0):.1f}"
+    )
+    return "\n".join(lines)
+
+
 def format_report(result: BenchResult) -> str:
     """Return the human-readable table of a run, ending with the line for scripts."""
     lines = [f"Scenario {result.scenario} (scale {result.scale:g})"]
 
     lines.append(f"Seeded {result.records.get('seeded')} in {result.seed_seconds:.1f} s")
     lines.append(f"Day's changes: {result.changes}")
+    lines.append(
+        "Setup seconds: "
+        + ", ".join(f"{step} {seconds:.1f}" for step, seconds in result.setup_seconds.items())
+    )
     lines.append("")
     lines.append("Records per flow:")
     for name, value in result.records.get("flows", {}).items():
@@ -502,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the tasks in this process (faster start, no per-task memory figures)",
     )
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="build the scenario (seed, state DB, the day's changes), print the seconds of "
+        "each setup step and run no task",
+    )
     args = parser.parse_args(argv)
     result = run_benchmark(
         args.scenario,
@@ -509,8 +577,9 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         cerkl_rate=args.cerkl_rate or None,
         isolate=not args.in_process,
+        setup_only=args.setup_only,
     )
-    print(format_report(result))
+    print(format_setup_report(result) if args.setup_only else format_report(result))
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -523,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                     "minimum_by_task": result.minimum_by_task,
                     "rest_minimum_by_task": result.rest_minimum_by_task,
                     "records": result.records,
+                    "setup_seconds": result.setup_seconds,
                     "summary": result.summary_line(),
                 },
                 indent=2,

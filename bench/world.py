@@ -9,6 +9,9 @@ both sandbox clocks inside the day, so every change carries a timestamp of that 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,8 +158,23 @@ class _Picker:
         return taken
 
 
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = round(time.perf_counter() - started, 1)
+
+
 def apply_day_changes(
-    scenario: Scenario, population: Population, *, salesforce: Any, cerkl: Any, controls: Any
+    scenario: Scenario,
+    population: Population,
+    *,
+    salesforce: Any,
+    cerkl: Any,
+    controls: Any,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Make the day's changes in both systems through the sandbox APIs.
 
@@ -164,9 +182,28 @@ def apply_day_changes(
     :param cerkl: a ``CerklHook`` on the sandbox.
     :param controls: ``SandboxControlClient`` of the Cerkl sandbox, for the edits a person or
         an admin makes in Cerkl (self-unsubscribes, profile, score and interest edits).
+    :param timings: when given, receives the seconds each group of changes took, keyed by
+        group (``contacts``, ``new_subscribers``, ...).
     :return: the number of records changed per kind.
     """
+    timings = {} if timings is None else timings
     picker = _Picker(population)
+    with _timed(timings, "contacts"):
+        done = _change_contacts(scenario, picker, salesforce)
+    with _timed(timings, "new_subscribers"):
+        done["new_subscribers"] = _create_subscribers(scenario, population, salesforce, cerkl)
+    with _timed(timings, "subscriber_edits"):
+        done.update(_edit_subscribers(scenario, picker, controls))
+    with _timed(timings, "unsubscribes"):
+        for _, subscriber_id in picker.take(scenario.unsubscribes):
+            controls.self_unsubscribe(subscriber_id)
+    done["unsubscribes"] = scenario.unsubscribes
+    with _timed(timings, "campaign_members"):
+        done.update(_change_campaign_members(scenario, population, salesforce))
+    return done
+
+
+def _change_contacts(scenario: Scenario, picker: _Picker, salesforce: Any) -> dict[str, int]:
     done: dict[str, int] = {}
 
     def update_contacts(kind: str, rows: list[dict[str, Any]]) -> None:
@@ -203,7 +240,12 @@ def apply_day_changes(
         if failed:
             raise RuntimeError(f"{len(failed)} Contact creates failed")
     done["new_contacts"] = len(new_rows)
+    return done
 
+
+def _create_subscribers(
+    scenario: Scenario, population: Population, salesforce: Any, cerkl: Any
+) -> int:
     # A new subscriber with one match takes an unlinked Contact's address. One with several
     # matches takes an address that a second Contact, created in the day, shares.
     one = scenario.new_subscribers_one_match
@@ -227,8 +269,11 @@ def apply_day_changes(
         for i in range(scenario.new_subscribers_no_match)
     ]
     created = cerkl.create_subscribers(records) if records else []
-    done["new_subscribers"] = sum(1 for outcome in created if outcome.subscriber is not None)
+    return sum(1 for outcome in created if outcome.subscriber is not None)
 
+
+def _edit_subscribers(scenario: Scenario, picker: _Picker, controls: Any) -> dict[str, int]:
+    done: dict[str, int] = {}
     for i, (_, subscriber_id) in enumerate(picker.take(scenario.renamed_subscribers)):
         controls.edit_subscriber(subscriber_id, last_name=f"Edited{i}")
     done["renamed_subscribers"] = scenario.renamed_subscribers
@@ -242,11 +287,6 @@ def apply_day_changes(
         ]
         controls.edit_subscriber(subscriber_id, interests=interests)
     done["interest_changes"] = scenario.interest_changes
-    for _, subscriber_id in picker.take(scenario.unsubscribes):
-        controls.self_unsubscribe(subscriber_id)
-    done["unsubscribes"] = scenario.unsubscribes
-
-    done.update(_change_campaign_members(scenario, population, salesforce))
     return done
 
 
