@@ -297,8 +297,9 @@ class IngestJob:
         self.job_id = job_id
 
     def _upload(self, csv_data: bytes, record_count: int) -> None:
-        # Salesforce rejects the close of a job that received two uploads (INVALIDJOB), so an
-        # upload whose outcome is unknown is not re-sent: the job is aborted instead.
+        # Salesforce rejects the close of a job that received two uploads (INVALIDJOB "Found
+        # multipe contents for job", reported on Salesforce Stack Exchange for API 43.0). So
+        # an upload whose outcome is unknown is not re-sent, and the job is aborted instead.
         try:
             self._rest.request(
                 "PUT",
