@@ -305,21 +305,32 @@ class SalesforceStore:
             row["HasResponded"] = 1 if status and status.casefold() in RESPONDED_STATUSES else 0
 
     def _refresh_member_person_fields(self, person_id: str | None) -> None:
-        """Copy Email, names and opt-out from Contacts and Leads onto their CampaignMembers."""
+        """Copy Email, names and opt-out from Contacts and Leads onto their CampaignMembers.
+
+        :param person_id: refresh the members of this Contact or Lead only; None refreshes
+            every member, which rewrites the whole table.
+        """
+        for reference in ("ContactId", "LeadId"):
+            if person_id is None:
+                self._copy_person_fields(reference, f"{reference} IS NOT NULL", ())
+            else:
+                self._copy_person_fields(reference, f"{reference} = ?", (person_id,))
+
+    def _refresh_one_member_person_fields(self, member_id: str) -> None:
+        """Copy Email, names and opt-out from its Contact or Lead onto one CampaignMember."""
+        for reference in ("ContactId", "LeadId"):
+            self._copy_person_fields(reference, f"Id = ? AND {reference} IS NOT NULL", (member_id,))
+
+    def _copy_person_fields(self, reference: str, where: str, params: tuple[Any, ...]) -> None:
+        person_object = "Contact" if reference == "ContactId" else "Lead"
         columns = ", ".join(PERSON_COPY_FIELDS)
-        for person_object, reference in (("Contact", "ContactId"), ("Lead", "LeadId")):
-            where = f"{reference} IS NOT NULL"
-            params: tuple[Any, ...] = ()
-            if person_id is not None:
-                where = f"{reference} = ?"
-                params = (person_id,)
-            self.connection.execute(
-                f"UPDATE CampaignMember SET ({columns}) = "
-                f"(SELECT {columns} FROM {person_object} p "
-                f"WHERE p.Id = CampaignMember.{reference}) "
-                f"WHERE {where}",
-                params,
-            )
+        self.connection.execute(
+            f"UPDATE CampaignMember SET ({columns}) = "
+            f"(SELECT {columns} FROM {person_object} p "
+            f"WHERE p.Id = CampaignMember.{reference}) "
+            f"WHERE {where}",
+            params,
+        )
 
     # Lookups
 
