@@ -66,28 +66,49 @@ def org_spec(scenario: Scenario) -> Any:
 
 def seed_org(sandbox_dir: Path, scenario: Scenario) -> tuple[dict[str, int], Population]:
     """Write the scenario's org into the stores and return the counts and the population."""
-    from include.sandbox.generator import generate_org
-    from include.sandbox.seeding import seed_data_dir
+    from include.sandbox.generator import CERKL_COLLECTIONS, SALESFORCE_OBJECTS, generate_org
+    from include.sandbox.seeding import seed_records
 
-    spec = org_spec(scenario)
-    counts = seed_data_dir(sandbox_dir, spec)
-    org = generate_org(spec)
+    org = generate_org(org_spec(scenario))
     population = Population()
-    for contact in org.contacts():
+    # Collect the population from the records on their way into the store, so that the
+    # Contacts, the slowest records to generate, are generated once.
+    salesforce = {sobject: org.salesforce_records(sobject) for sobject in SALESFORCE_OBJECTS}
+    salesforce["Contact"] = _collect_contacts(salesforce["Contact"], population)
+    salesforce["CampaignMember"] = _collect_members(salesforce["CampaignMember"], population)
+    counts = seed_records(
+        sandbox_dir,
+        salesforce=salesforce,
+        cerkl={collection: org.cerkl_records(collection) for collection in CERKL_COLLECTIONS},
+        reset=True,
+    )
+    population.campaign_ids = sorted(population.members_by_campaign)
+    return counts, population
+
+
+def _collect_contacts(
+    contacts: Iterator[dict[str, Any]], population: Population
+) -> Iterator[dict[str, Any]]:
+    for contact in contacts:
         subscriber_id = contact["Cerkl_Subscriber_Id__c"]
         if subscriber_id:
             population.linked.append((contact["Id"], int(subscriber_id)))
         elif contact["Email"] and not contact["HasOptedOutOfEmail"]:
             population.unlinked_contacts.append(contact["Id"])
             population.unlinked_emails.append(contact["Email"])
-    for member in org.campaign_members():
+        yield contact
+
+
+def _collect_members(
+    members: Iterator[dict[str, Any]], population: Population
+) -> Iterator[dict[str, Any]]:
+    for member in members:
         if member.get("ContactId"):
             population.members_by_campaign.setdefault(member["CampaignId"], set()).add(
                 member["ContactId"]
             )
             population.member_ids.append(member["Id"])
-    population.campaign_ids = sorted(population.members_by_campaign)
-    return counts, population
+        yield member
 
 
 def seed_state(state_url: str, scenario: Scenario, config: Any) -> int:
