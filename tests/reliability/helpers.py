@@ -146,10 +146,11 @@ def step_arguments(step: str, outputs: dict[str, Any]) -> dict[str, Any]:
     if step in ("extract_contacts", "extract_subscriber_changes", "extract_campaigns"):
         return {}
     changes = outputs["extract_subscriber_changes"]
+    contact_refs = outputs["extract_contacts"]["batches"]
     if step == "link_new_subscribers":
-        return {"unlinked_refs": changes["unlinked"]}
+        return {"unlinked_refs": changes["unlinked"], "contact_refs": contact_refs}
     if step == "apply_unsubscribes":
-        return {"unsubscribe_refs": changes["unsubscribes"]}
+        return {"unsubscribe_refs": changes["unsubscribes"], "contact_refs": contact_refs}
     if step == "plan_contact_changes":
         return {
             "contact_refs": outputs["extract_contacts"]["batches"],

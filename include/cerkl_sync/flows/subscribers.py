@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 NEW_FLOW = new_subscribers.FLOW
 UNSUBSCRIBES_FLOW = writeback.UNSUBSCRIBES_FLOW
+CONTACTS_FLOW = "contacts_to_subscribers"
 CHANGES_FLOW = writeback.CHANGES_FLOW
 INTERESTS_FLOW = writeback.INTERESTS_FLOW
 
@@ -217,20 +218,33 @@ def link_new_subscribers(
     fields = config.contact_fields
     result = FlowResult(NEW_FLOW)
     extracted = _extracted_contacts_by_email(unlinked_refs, contact_refs)
+    extracted_holders = _extracted_contacts_holding_link(unlinked_refs, contact_refs)
     for ref in unlinked_refs:
         subscribers = BatchStore.get(ref)
-        held = _contacts_holding_link(salesforce, run, subscribers)
-        adopted = [
-            _adopt_action(held[s["id"]], s, config.conflict_rule)
-            for s in subscribers
-            if s["id"] in held
-        ]
+        if contact_refs:
+            held = _held_links_of_new_subscribers(salesforce, run, subscribers, extracted_holders)
+        else:
+            # Without the window's extract every subscriber is looked up by id.
+            held = _contacts_holding_link(salesforce, run, subscribers)
         subscribers = [s for s in subscribers if s["id"] not in held]
         keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
         found = _query_contacts(salesforce, run, fields.email, keys)
         found_ids = {c["id"] for c in found}
         for key in keys:
             found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
+        # A Contact found by email that already holds the subscriber is its link, written by
+        # an earlier attempt of this step that stopped before saving it in the state DB.
+        batch_ids = {s["id"] for s in subscribers}
+        for contact in found:
+            holder = contact["subscriber_id"]
+            if holder in batch_ids and not contact["is_deleted"] and holder not in held:
+                held[holder] = contact
+        adopted = [
+            _adopt_action(held[s["id"]], s, config.conflict_rule)
+            for s in BatchStore.get(ref)
+            if s["id"] in held
+        ]
+        subscribers = [s for s in subscribers if s["id"] not in held]
         holders = state.get_links_by_contact(c["id"] for c in found)
         candidates = [
             c
@@ -280,6 +294,52 @@ def _extracted_contacts_by_email(
         if key in keys and not contact["is_deleted"] and contact["subscriber_id"] is None:
             by_email.setdefault(key, []).append(contact)
     return by_email
+
+
+def _extracted_contacts_holding_link(
+    unlinked_refs: Sequence[BatchRef], contact_refs: Sequence[BatchRef]
+) -> dict[int, dict[str, Any]]:
+    """Return the live extracted Contacts whose subscriber-id field holds an unlinked subscriber."""
+    if not contact_refs:
+        return {}
+    wanted = {s["id"] for s in BatchStore.iter_records(unlinked_refs)}
+    return {
+        contact["subscriber_id"]: contact
+        for contact in BatchStore.iter_records(contact_refs)
+        if contact["subscriber_id"] in wanted and not contact["is_deleted"]
+    }
+
+
+def _held_links_of_new_subscribers(
+    salesforce: SalesforceClient,
+    run: RunInfo,
+    subscribers: Sequence[Mapping[str, Any]],
+    extracted_holders: Mapping[int, dict[str, Any]],
+) -> dict[int, dict[str, Any]]:
+    """Return the Contacts that already hold these subscribers, reading Salesforce only if needed.
+
+    A Contact gets a subscriber's id only after the subscriber exists, and writing it moves
+    the Contact's ``SystemModstamp``. So for a subscriber created at or after the start of
+    the Contact extract's window, a Contact that took its id by the window's end is in the
+    extract, and Salesforce is not asked. Older subscribers, and those without a creation
+    time, are looked up by id.
+
+    NOTE: a Contact outside ``contact_scope_condition`` is not in the extract, so for a new
+    subscriber such a Contact is not adopted. A Contact that took the id after the window's
+    end is found by the email look-up when its email matches (see ``link_new_subscribers``).
+    """
+    window_start = run.windows[CONTACTS_FLOW].start
+    held: dict[int, dict[str, Any]] = {}
+    older = []
+    for subscriber in subscribers:
+        created = parse_timestamp(subscriber.get("created"))
+        if created is not None and created >= window_start:
+            if subscriber["id"] in extracted_holders:
+                held[subscriber["id"]] = extracted_holders[subscriber["id"]]
+        else:
+            older.append(subscriber)
+    held.update(_contacts_holding_link(salesforce, run, older))
+    return held
 
 
 def _contacts_holding_link(
