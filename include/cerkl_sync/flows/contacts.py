@@ -35,6 +35,7 @@ from include.cerkl_sync.records import (
     subscriber_from_cerkl,
     unsubscribe_from_cerkl,
 )
+from include.cerkl_sync.subscriber_index import SubscriberIndex
 from include.cerkl_sync.windows import EPOCH
 
 if TYPE_CHECKING:
@@ -125,21 +126,37 @@ def plan_contact_changes(
     """Plan the Cerkl writes for the extracted Contacts, batch by batch.
 
     Runs after new subscribers were linked, so a person new on both sides is linked once.
-    The subscriber of an unlinked Contact's email comes from ``changed`` where that is
-    enough, and from one Cerkl look-up per email otherwise (see :func:`_build_email_index`).
+    The subscriber of an unlinked Contact's email comes from the subscribers changed in the
+    window where that is enough, and from one Cerkl look-up per email otherwise (see
+    :func:`_prepare_email_index`).
     A Contact whose look-up fails with a record-level Cerkl error is rejected.
 
     :return: ``{"plans": [BatchRef of plan dicts], "result": FlowResult dict}``.
     """
+    # The window's subscribers go to a disk-backed index, and each batch reads back only
+    # those it needs, so memory does not grow with the window.
+    with SubscriberIndex() as changed:
+        changed.add(BatchStore.iter_records(changed_subscriber_refs), in_window=True)
+        return _plan_contact_batches(
+            run, contact_refs, changed, cerkl=cerkl, state=state, batches=batches
+        )
+
+
+def _plan_contact_batches(
+    run: RunInfo,
+    contact_refs: Sequence[BatchRef],
+    changed_index: SubscriberIndex,
+    *,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    batches: BatchStore,
+) -> dict[str, Any]:
     config = run.config
     workers = config.cerkl_workers
-    # NOTE: every subscriber changed in the window is held here at once, so memory grows
-    # with the window; a full sync of 150,000 subscribers needs an estimated 100-150 MB.
-    changed: dict[int, dict[str, Any]] = {
-        int(s["id"]): s for s in BatchStore.iter_records(changed_subscriber_refs)
-    }
+    # NOTE: every Cerkl unsubscribe is held here at once when a batch needs them, so memory
+    # grows with the number of unsubscribes (ids, emails and names).
     unsubscribes: list[dict[str, Any]] | None = None
-    email_index: _EmailIndex | None = None
+    email_index_ready = False
     plan_refs: list[BatchRef] = []
     result = FlowResult(FLOW)
     created_so_far = 0
@@ -153,6 +170,9 @@ def plan_contact_changes(
             for c in contacts
             if not c["is_deleted"]
         }
+        changed = changed_index.get_in_window(
+            int(sid) for sid in linked_ids.values() if sid is not None
+        )
         by_id = {c["id"]: c for c in contacts}
         # Linked Contacts whose values all equal the last-synced ones have nothing to send,
         # so their subscribers are not read and they are not planned.
@@ -208,11 +228,16 @@ def plan_contact_changes(
         subscribers_by_email: dict[str, dict[str, Any]] = {}
         failed_emails: dict[str, str] = {}
         if keys:
-            if email_index is None:
+            if not email_index_ready:
                 unsubscribed_ids = {u["id"] for u in unsubscribes or []}
-                email_index = _build_email_index(
-                    run, changed, unsubscribed_ids=unsubscribed_ids, cerkl=cerkl
+                _prepare_email_index(
+                    run, changed_index, unsubscribed_ids=unsubscribed_ids, cerkl=cerkl
                 )
+                email_index_ready = True
+            by_email, shared = changed_index.by_emails(keys)
+            email_index = _EmailIndex(
+                by_email=by_email, shared=shared, complete=subscriber_extract_is_complete(run)
+            )
             subscribers_by_email, failed_emails = _match_emails(
                 keys, email_index, cerkl=cerkl, workers=workers
             )
@@ -263,7 +288,7 @@ def subscriber_extract_is_complete(run: RunInfo) -> bool:
     :data:`SUBSCRIBER_EXTRACT_FLOWS` starts at :data:`EPOCH`, which only a ``full_sync`` run
     does. It then contains every subscriber modified up to the latest window end, so an email
     missing from it has no subscriber, except one modified after that end.
-    :func:`_build_email_index` reads those few subscribers again before relying on the rule.
+    :func:`_prepare_email_index` reads those few subscribers again before relying on the rule.
 
     NOTE: a subscriber without ``date_modified_utc`` is outside every extract, so its email
     is then matched only by the duplicate-email check on create. The sandbox sets the field on
@@ -284,14 +309,14 @@ class _EmailIndex:
     complete: bool = False
 
 
-def _build_email_index(
+def _prepare_email_index(
     run: RunInfo,
-    changed: Mapping[int, Mapping[str, Any]],
+    index: SubscriberIndex,
     *,
     unsubscribed_ids: set[int],
     cerkl: CerklHook,
-) -> _EmailIndex:
-    """Index the subscribers changed in the window by email, for unlinked Contacts.
+) -> None:
+    """Make the window's subscribers in ``index`` ready for matching unlinked Contacts by email.
 
     Each record is current as of the extract. When the extract was complete
     (:func:`subscriber_extract_is_complete`), the subscribers modified since the window end
@@ -300,7 +325,6 @@ def _build_email_index(
     unsubscribed subscriber into an unsubscribe record with the same id. A subscriber created
     after this read is found by the duplicate-email check on create (``_claim_existing``).
     """
-    records: dict[int, Mapping[str, Any]] = dict(changed)
     complete = subscriber_extract_is_complete(run)
     if complete:
         # The hook sends the bound in whole seconds. One second earlier also brings back the
@@ -308,24 +332,13 @@ def _build_email_index(
         since = max(run.windows[flow].end for flow in SUBSCRIBER_EXTRACT_FLOWS)
         since -= timedelta(seconds=1)
         for page in cerkl.iter_subscriber_pages(modified_since=since):
-            for raw in page:
-                record = subscriber_from_cerkl(raw)
-                records[record["id"]] = record
-    index = _EmailIndex(complete=complete)
-    for subscriber_id, record in records.items():
-        key = normalize_email(record.get("email"))
-        if key is None or subscriber_id in unsubscribed_ids:
-            continue
-        other = index.by_email.get(key)
-        if other is not None and int(other["id"]) != subscriber_id:
-            index.shared.add(key)
-        index.by_email[key] = dict(record)
+            index.add((subscriber_from_cerkl(raw) for raw in page), in_window=False)
+    index.mark_unsubscribed(unsubscribed_ids)
     log.info(
-        "Indexed %d subscriber emails for matching Contacts (complete: %s)",
-        len(index.by_email),
+        "Indexed %d subscribers of the window for matching Contacts by email (complete: %s)",
+        index.count_in_window(),
         complete,
     )
-    return index
 
 
 def _match_emails(
