@@ -104,6 +104,7 @@ HOSTILE_TEXT = [
     '"Fully quoted"',
     "Line one\nline two",
     "Line one\r\nline two",
+    "Carriage\rreturn",
     "=HYPERLINK(1)",
     "+41 22",
     "-5",
@@ -395,3 +396,39 @@ def test_member_of_out_of_scope_campaign_ignored(env):
     assert found[campaign_id]["Type"] == "Webinar"
     assert campaign_id not in _segment_links()
     assert len(_segment_links()) == segments_before
+
+
+def test_bulk_update_of_deleted_contact(env, bulk_client):
+    contacts = sorted(_contacts(env), key=str)[:5]
+    sf = sb.salesforce_client(env.sandbox.salesforce_url)
+    try:
+        sf.Contact.delete(contacts[2])
+    finally:
+        sf.session.close()
+    rows = [{"Id": contact_id, "Title": "After delete"} for contact_id in contacts]
+    collections = SalesforceClient(SALESFORCE_CONN_ID, bulk_threshold=None).update("Contact", rows)
+
+    results = bulk_client.update("Contact", rows)
+
+    # The write-back skips a Contact deleted after the extract by this code, on either path.
+    assert bulk_client.api_calls[JOB_CREATE] == 1
+    assert [r.error_code for r in collections] == [None, None, "ENTITY_IS_DELETED", None, None]
+    assert [r.error_code for r in results] == [r.error_code for r in collections]
+    assert [r.success for r in results] == [True, True, False, True, True]
+
+
+def test_bulk_failure_rows_with_line_breaks(env, bulk_client):
+    contacts = sorted(_contacts(env), key=str)[:5]
+    rows = [
+        {"Id": contact_id, "LastName": f"Break\r{position}", "Email": "not-an-email"}
+        for position, contact_id in enumerate(contacts)
+    ]
+    env.salesforce.request("PUT", "/__sandbox__/bulk_ingest", {"result_order": "reversed"})
+    try:
+        results = bulk_client.update("Contact", rows)
+    finally:
+        env.salesforce.request("PUT", "/__sandbox__/bulk_ingest", {"result_order": "input"})
+
+    assert bulk_client.api_calls[JOB_CREATE] == 1
+    assert [r.index for r in results] == list(range(5))
+    assert [r.error_code for r in results] == ["INVALID_EMAIL_ADDRESS"] * 5

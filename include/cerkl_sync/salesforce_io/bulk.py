@@ -161,7 +161,10 @@ def encode_records(
     key_index = list(columns).index(key_lower)
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # The csv module quotes a field only for the characters of its line terminator, so a
+    # lone CR would go out unquoted and split the row. Rows are written with CRLF, which
+    # quotes fields with CR or LF, and end in the job's LF.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     lines: list[str] = []
     keys: list[str] = []
     seen: set[str] = set()
@@ -187,7 +190,7 @@ def encode_records(
         buffer.seek(0)
         buffer.truncate()
         writer.writerow(row)
-        lines.append(buffer.getvalue())
+        lines.append(buffer.getvalue().removesuffix("\r\n") + "\n")
     return EncodedRecords(header, columns[key_lower], lines, keys)
 
 

@@ -348,7 +348,11 @@ class BulkJobs:
                 columns, rows = (parsed[0], parsed[1:]) if parsed else ([], [])
         if self.result_order == "reversed":
             rows = list(reversed(rows))
-        return _write_csv([columns, *rows], delimiter, line_ending) if columns else ""
+        if not columns:
+            return ""
+        # Salesforce quotes every value of an ingest result file, so a lone CR in a value
+        # stays inside its row.
+        return _write_csv([columns, *rows], delimiter, line_ending, quote_all=True)
 
     # Query
 
@@ -414,8 +418,11 @@ class BulkJobs:
         return text, len(page), next_locator
 
 
-def _write_csv(rows: list[list[str]], delimiter: str, line_ending: str) -> str:
+def _write_csv(
+    rows: list[list[str]], delimiter: str, line_ending: str, *, quote_all: bool = False
+) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator=line_ending)
+    quoting = csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator=line_ending, quoting=quoting)
     writer.writerows(rows)
     return buffer.getvalue()
