@@ -193,14 +193,6 @@ def test_bulk_upsert_hostile_external_ids(env, bulk_client):
 # -- digest-based write-back over several days ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a linked Contact's score and interests edited in Salesforce leave the link's digests "
-        "unchanged, so a later Cerkl change of other fields compares with the stale digest "
-        "and keeps the hand-edited values"
-    ),
-)
 def test_hand_edited_score_restored_on_next_change(env):
     helpers.Pipeline("day-one").rest()
     (contact,) = _linked_contacts(env, 1)

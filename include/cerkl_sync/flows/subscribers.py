@@ -585,7 +585,7 @@ def apply_subscriber_changes(
     config = run.config
     changes_result = FlowResult(CHANGES_FLOW)
     interests_result = FlowResult(INTERESTS_FLOW)
-    changed_contact_ids = {c["id"] for c in BatchStore.iter_records(contact_refs)}
+    changed_contact_ids = _refresh_contact_value_digests(contact_refs, state)
     for ref in changed_refs:
         subscribers = BatchStore.get(ref)
         by_id = {s["id"]: s for s in subscribers}
@@ -684,6 +684,43 @@ def apply_subscriber_changes(
         if new_links:
             state.save_links(new_links)
     return changes_result, interests_result
+
+
+def _refresh_contact_value_digests(
+    contact_refs: Sequence[BatchRef], state: SyncStateStore
+) -> set[str]:
+    """Record the score and interests of each linked Contact in the extract in its link.
+
+    A person may edit those fields in Salesforce. The link's digests then describe the
+    edited values, so the next Cerkl change of them is written even when that Contact is not
+    read again.
+
+    :return: the Ids of every Contact in the extract.
+    """
+    contact_ids: set[str] = set()
+    for ref in contact_refs:
+        contacts = BatchStore.get(ref)
+        contact_ids.update(c["id"] for c in contacts)
+        contacts = [c for c in contacts if not c["is_deleted"]]
+        links = state.get_links_by_contact(c["id"] for c in contacts)
+        refreshed = []
+        for contact in contacts:
+            link = links.get(contact["id"])
+            if link is None:
+                continue
+            digests = writeback.contact_value_digests(contact)
+            if any(link.synced_values.get(name) != value for name, value in digests.items()):
+                refreshed.append(
+                    make_link(
+                        link.contact_id, link.subscriber_id, digests, opted_out=None, previous=link
+                    )
+                )
+        if refreshed:
+            state.save_links(refreshed)
+            log.info(
+                "Recorded the Salesforce score and interests of %d linked Contacts", len(refreshed)
+            )
+    return contact_ids
 
 
 def _reject_emails_held_elsewhere(salesforce: SalesforceClient, run: RunInfo, plan: Any) -> None:

@@ -223,6 +223,20 @@ def plan_subscriber_changes_to_contacts(
     return changes_plan, interests_plan
 
 
+def contact_value_digests(contact: Mapping[str, Any]) -> dict[str, str]:
+    """Return the digests of a Contact's Cerkl-owned values: engagement score and interests.
+
+    A link keeps them so that a Contact that is not read again compares as holding them.
+    """
+    interests = list(contact.get("interests") or [None] * INTEREST_SLOTS)
+    return {
+        "engagement_score": field_digest(
+            "engagement_score", _as_score(contact.get("engagement_score"))
+        ),
+        "interests": field_digest("interests", interests),
+    }
+
+
 def _differs(
     name: str, value: object, contact: Mapping[str, Any] | None, synced: Mapping[str, str]
 ) -> bool:
