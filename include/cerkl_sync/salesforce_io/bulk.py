@@ -447,8 +447,17 @@ class IngestJob:
             )
         key_index = lowered.index(key_column.lower())
         rows = []
-        for values in data_rows:
-            row = dict(zip(header, values, strict=False))
+        for number, values in enumerate(data_rows, start=1):
+            if len(values) != len(header):
+                # A short row cannot be matched to its record, so the outcome is unknown.
+                raise SalesforceRequestError(
+                    f"result row {number} of the {resource} of Bulk API 2.0 job {self.job_id} "
+                    f"has {len(values)} columns where the header has {len(header)}",
+                    endpoint=endpoint_key("GET", response.url),
+                    status=response.status_code,
+                    error_code=None,
+                )
+            row = dict(zip(header, values, strict=True))
             row["key"] = match_key(self._operation, values[key_index])
             rows.append(row)
         return rows

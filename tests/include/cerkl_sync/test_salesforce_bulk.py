@@ -667,3 +667,39 @@ def test_to_18_character_id_matches_sandbox() -> None:
 )
 def test_encode_value_cells(value: object, cell: str | None) -> None:
     assert bulk.encode_value(value) == cell
+
+
+class _CsvResponse:
+    """The parts of a ``requests.Response`` that reading job results uses."""
+
+    def __init__(self, text: str) -> None:
+        self.content = text.encode("utf-8")
+        self.url = "https://example.my.salesforce.com/services/data/v59.0/jobs/ingest/750/x"
+        self.status_code = 200
+
+
+class _CsvRest:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def request(self, method: str, resource: str, **kwargs: object) -> _CsvResponse:
+        return _CsvResponse(self.text)
+
+
+def test_short_result_row_is_request_error() -> None:
+    from include.cerkl_sync.salesforce_io.bulk import IngestJob
+    from include.cerkl_sync.salesforce_io.errors import SalesforceRequestError
+
+    rest = _CsvRest('"sf__Id","sf__Error","LastName","Id"\n"003","ERR","Lee"\n')
+    job = IngestJob(
+        rest,  # type: ignore[arg-type]
+        sobject="Contact",
+        operation="update",
+        external_id_field=None,
+        sleep=lambda seconds: None,
+        timeout=10,
+    )
+    job.job_id = "750000000000001AAA"
+
+    with pytest.raises(SalesforceRequestError, match="result row 1 .* 3 columns .* 4"):
+        job._result_rows("failedResults", "Id")
