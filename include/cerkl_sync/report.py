@@ -136,12 +136,25 @@ def summarize(report: Mapping[str, Any]) -> str:
 
 
 def write_report(report: Mapping[str, Any], folder: str) -> Path:
-    """Validate the report and write it as ``<folder>/<dag_id>/<run_id>.json``."""
+    """Validate the report and write it as ``<folder>/<dag_id>/<run_id>.json``.
+
+    :raises ConfigError: when the folder cannot be created or written, naming the folder and
+        the ``report_folder`` setting that chooses it.
+    """
+    from include.cerkl_sync.config import ConfigError
+
     validate_report(report)
     safe_run = re.sub(r"[^A-Za-z0-9_.+-]+", "_", report["run_id"])
     target = Path(folder) / report["dag_id"] / f"{safe_run}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the run report under {folder!r} ({type(exc).__name__}: "
+            f"{exc.strerror or exc}): set report_folder in the cerkl_sync_config Variable to a "
+            "folder the Airflow worker can create and write"
+        ) from exc
     return target

@@ -358,3 +358,15 @@ def test_email_sender_missing_names_fix(monkeypatch):
     )
     with pytest.raises(ValueError, match="set CERKL_SYNC_ALERT_EMAIL_FROM or the from_email"):
         alerts._connection_sender()
+
+
+def test_report_folder_unwritable_names_setting(tmp_path):
+    from include.cerkl_sync.config import ConfigError
+
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the report folder should be\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="report_folder") as caught:
+        _write_failed_report(blocker)
+
+    assert str(blocker) in str(caught.value)
