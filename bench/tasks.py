@@ -32,7 +32,10 @@ TASK_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
         "plan_contact_changes",
         ("start_run", "extract_contacts", "extract_subscriber_changes", "link_new_subscribers"),
     ),
-    ("apply_unsubscribes", ("start_run", "extract_subscriber_changes", "link_new_subscribers")),
+    (
+        "apply_unsubscribes",
+        ("start_run", "extract_subscriber_changes", "extract_contacts", "link_new_subscribers"),
+    ),
     ("apply_contact_changes", ("start_run", "plan_contact_changes")),
     (
         "apply_subscriber_changes",
@@ -207,6 +210,7 @@ def _flow_task(name: str, upstream: dict[str, Any]) -> tuple[Any, dict[str, Any]
                 salesforce=clients.salesforce,
                 cerkl=clients.cerkl,
                 state=clients.state,
+                contact_refs=upstream["extract_contacts"]["batches"],
             )
             output = _finish(clients, result)
         elif name == "plan_contact_changes":
@@ -224,6 +228,7 @@ def _flow_task(name: str, upstream: dict[str, Any]) -> tuple[Any, dict[str, Any]
                 upstream["extract_subscriber_changes"]["unsubscribes"],
                 salesforce=clients.salesforce,
                 state=clients.state,
+                contact_refs=upstream["extract_contacts"]["batches"],
             )
             output = _finish(clients, result)
         elif name == "apply_contact_changes":
