@@ -59,10 +59,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLLECTION_BATCH_SIZE = 200
-# A job costs 5 calls with one poll (create, upload, close, poll, failed results), one more
-# per extra poll, and an upsert one more for the successful results. Above 2,000 records
-# Collections take more than 10 calls, so a job that finishes within a few polls costs fewer.
-DEFAULT_BULK_THRESHOLD = 2000
+# A job costs 4 calls with one poll and no failed record (create, upload, close, poll), one
+# more to read failed results, one more per extra poll, and an upsert one more for the
+# successful results. Above 1,000 records Collections take 6 calls or more, so a job that
+# finishes within a poll or two costs no more, and the saving grows with the size.
+DEFAULT_BULK_THRESHOLD = 1000
 DEFAULT_BULK_JOB_TIMEOUT = 1800.0
 MIN_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 2000

@@ -111,17 +111,17 @@ def comparable(results: list[WriteResult]) -> list[tuple]:
 # -- choosing the path ----------------------------------------------------------------------
 
 
-def test_update_2001_records_takes_one_job(
+def test_update_1001_records_takes_one_job(
     make_client: Callable[..., SalesforceClient],
     salesforce_controls: SandboxControlClient,
     sleeps: Sleeps,
 ) -> None:
     client = make_client()
-    ids = seed_contacts(salesforce_controls, 2001)
+    ids = seed_contacts(salesforce_controls, 1001)
 
     results = client.update("Contact", [{"Id": id_, "Title": "Bulk"} for id_ in ids])
 
-    assert [result.index for result in results] == list(range(2001))
+    assert [result.index for result in results] == list(range(1001))
     assert all(result.success for result in results)
     assert [result.id for result in results] == ids
     assert all(result.created is False for result in results)
@@ -129,7 +129,7 @@ def test_update_2001_records_takes_one_job(
     # The sandbox runs a job when it is closed, so the close response is final: no poll.
     # It counts no failed record, so the failed results are not read either.
     assert writes == Counter({JOB_CREATE: 1, JOB_UPLOAD: 1, JOB_PATCH: 1})
-    assert sum(writes.values()) < math.ceil(2001 / 200)
+    assert sum(writes.values()) < math.ceil(1001 / 200)
     assert sleeps == []
     assert client.api_calls == sandbox_counts(salesforce_controls)
     titles = {record["Title"] for record in fetch_contacts(client, "Title").values()}
@@ -152,16 +152,16 @@ def test_job_polls_with_growing_interval(
     assert client.api_calls[JOB_GET] == 4
 
 
-def test_update_2000_records_uses_collections(
+def test_update_1000_records_uses_collections(
     make_client: Callable[..., SalesforceClient], salesforce_controls: SandboxControlClient
 ) -> None:
     client = make_client()
-    ids = seed_contacts(salesforce_controls, 2000)
+    ids = seed_contacts(salesforce_controls, 1000)
 
     results = client.update("Contact", [{"Id": id_, "Title": "Small"} for id_ in ids])
 
     assert all(result.success for result in results)
-    assert client.api_calls[COLLECTION_UPDATE] == 10
+    assert client.api_calls[COLLECTION_UPDATE] == 5
     assert client.api_calls[JOB_CREATE] == 0
 
 
