@@ -581,6 +581,12 @@ def test_bulk_values_stay_out_of_logs(
     ids = seed_contacts(salesforce_controls, 3)
     set_bulk_controls(salesforce_controls, in_progress_polls=1)
     salesforce_controls.add_record_fault("Contact", ids[:1], "UNABLE_TO_LOCK_ROW", times=1)
+    # The first request logs in, and in a fresh process the login sets up Airflow's logging,
+    # which replaces the root logger's handlers, the capture's included. So the capture is
+    # attached again after it.
+    list(client.iter_query_pages("SELECT Id FROM Contact LIMIT 1"))
+    if caplog.handler not in logging.getLogger().handlers:
+        logging.getLogger().addHandler(caplog.handler)
     caplog.set_level(logging.DEBUG)
     records = [
         {"Id": ids[0], "Email": "first.secret@example.com", "Title": "Secrettitle"},
