@@ -48,6 +48,10 @@ class RunSettings:
     isolate: bool = True
     #: Subscribers per Cerkl list request; None keeps the hook's default (1,000).
     cerkl_page_size: int | None = None
+    #: Polls that each Bulk API 2.0 job answers ``InProgress`` to, so that a job costs this
+    #: many polls plus one. With 0 the sandbox runs a job when it is closed and no poll is
+    #: sent, while Salesforce runs a job after its close and needs at least one poll.
+    bulk_polls: int = 0
 
 
 @dataclass
@@ -245,6 +249,7 @@ def run_benchmark(
     cerkl_rate: float | None = CERKL_RATE,
     isolate: bool = True,
     cerkl_page_size: int | None = None,
+    bulk_polls: int = 0,
     setup_only: bool = False,
 ) -> BenchResult:
     """Build the scenario, run every task in its own process and return the figures.
@@ -257,6 +262,8 @@ def run_benchmark(
     :param isolate: run each task in its own process; False runs them in this process,
         which saves the interpreter starts but measures no per-task memory.
     :param cerkl_page_size: subscribers per Cerkl list request; None for the hook's default.
+    :param bulk_polls: polls each Bulk API 2.0 job answers ``InProgress`` to, so a job costs
+        ``bulk_polls + 1`` polls; 0 runs a job when it is closed and sends no poll.
     :param setup_only: stop after the setup (seed, state DB, the day's changes and the
         counter reset) and run no task; the result then contains the setup figures only.
     :param work_dir: folder for the sandbox stores, the state DB and batch files; a temporary
@@ -283,6 +290,7 @@ def run_benchmark(
             cerkl_rate=cerkl_rate,
             isolate=isolate,
             cerkl_page_size=cerkl_page_size,
+            bulk_polls=bulk_polls,
         )
         return _run(scenario, scale, work_dir, settings, setup_only=setup_only)
     finally:
@@ -342,6 +350,10 @@ def _run(
                 client.set_latency(fixed_ms=settings.latency_ms)
                 client.reset_counters()
             cerkl_controls.set_rate_limit(settings.cerkl_rate)
+            if settings.bulk_polls:
+                salesforce_controls.request(
+                    "PUT", "/__sandbox__/bulk_ingest", {"in_progress_polls": settings.bulk_polls}
+                )
             if setup_only:
                 # Read back after the reset, so the report shows that setup requests are not
                 # counted as the sync's.
@@ -560,6 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Cerkl rate limit in requests per second; 0 for none",
     )
     parser.add_argument(
+        "--bulk-polls",
+        type=int,
+        default=0,
+        help="polls each Bulk API 2.0 job answers InProgress to, so a job costs this many "
+        "polls plus one; 0 (the default) runs a job when it is closed and sends no poll",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="run the tasks in this process (faster start, no per-task memory figures)",
@@ -577,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         cerkl_rate=args.cerkl_rate or None,
         isolate=not args.in_process,
+        bulk_polls=args.bulk_polls,
         setup_only=args.setup_only,
     )
     print(format_setup_report(result) if args.setup_only else format_report(result))

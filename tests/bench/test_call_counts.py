@@ -106,3 +106,15 @@ def test_contact_updates_skip_subscriber_reread(tmp_path, clean_environment):
     assert planned["GET subscriber/{id}"] == 30
     assert applied["PUT subscriber/{id}"] == updated
     assert "GET subscriber/{id}" not in applied
+
+
+@pytest.mark.parametrize(("bulk_polls", "polls"), [(0, 0), (1, 2)])
+def test_bulk_job_polls_follow_option(tmp_path, clean_environment, bulk_polls, polls):
+    # 1,001 renamed subscribers make one Contact update of more than 1,000 records: one job.
+    scenario = Scenario(
+        name="bulk-update", contacts=1200, subscribers=1100, renamed_subscribers=1001
+    )
+    result = _run(scenario, tmp_path, bulk_polls=bulk_polls)
+    calls = _task(result, "apply_subscriber_changes")["api_calls"]["salesforce"]["by_endpoint"]
+    assert calls["POST /services/data/vXX.X/jobs/ingest"] == 1
+    assert calls.get("GET /services/data/vXX.X/jobs/ingest/{id}", 0) == polls
