@@ -23,8 +23,7 @@ from include.cerkl_sync.flows.common import (
     raise_if_systemic,
     run_in_threads,
 )
-from include.cerkl_sync.planning import subscribers as new_subscribers
-from include.cerkl_sync.planning import writeback
+from include.cerkl_sync.flows.subscribers import SUBSCRIBER_EXTRACT_FLOWS
 from include.cerkl_sync.planning.contacts import FLOW, plan_contacts_to_subscribers
 from include.cerkl_sync.planning.pairs import field_digest
 from include.cerkl_sync.planning.plan import FlowPlan
@@ -274,11 +273,6 @@ def _plan_contact_batches(
         for action, count in plan.action_counts().items():
             result.counts[f"planned_{action}"] += count
     return {"plans": plan_refs, "result": result.to_dict()}
-
-
-#: Flows whose windows bound ``extract_subscriber_changes``, which reads the subscribers
-#: modified after the earliest start of these windows, up to the latest end.
-SUBSCRIBER_EXTRACT_FLOWS = (new_subscribers.FLOW, writeback.CHANGES_FLOW, writeback.INTERESTS_FLOW)
 
 
 def subscriber_extract_is_complete(run: RunInfo) -> bool:

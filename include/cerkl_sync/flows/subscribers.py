@@ -27,6 +27,7 @@ from include.cerkl_sync.flows.common import (
 )
 from include.cerkl_sync.planning import subscribers as new_subscribers
 from include.cerkl_sync.planning import writeback
+from include.cerkl_sync.planning.contacts import FLOW as CONTACTS_FLOW
 from include.cerkl_sync.planning.pairs import reconcile_pair
 from include.cerkl_sync.planning.subscribers import match_subscribers_to_contacts
 from include.cerkl_sync.records import (
@@ -47,9 +48,11 @@ log = logging.getLogger(__name__)
 
 NEW_FLOW = new_subscribers.FLOW
 UNSUBSCRIBES_FLOW = writeback.UNSUBSCRIBES_FLOW
-CONTACTS_FLOW = "contacts_to_subscribers"
 CHANGES_FLOW = writeback.CHANGES_FLOW
 INTERESTS_FLOW = writeback.INTERESTS_FLOW
+#: Flows whose windows bound ``extract_subscriber_changes``, which reads the subscribers
+#: modified after the earliest start of these windows, up to the latest end.
+SUBSCRIBER_EXTRACT_FLOWS = (NEW_FLOW, CHANGES_FLOW, INTERESTS_FLOW)
 
 
 def _within(value: str | None, start: datetime, end: datetime) -> bool:
@@ -69,7 +72,7 @@ def extract_subscriber_changes(
     from cerkl.exceptions import CerklNotFoundError
 
     config = run.config
-    windows = [run.windows[f] for f in (NEW_FLOW, CHANGES_FLOW, INTERESTS_FLOW)]
+    windows = [run.windows[f] for f in SUBSCRIBER_EXTRACT_FLOWS]
     start = min(w.start for w in windows)
     end = max(w.end for w in windows)
 
@@ -217,34 +220,33 @@ def link_new_subscribers(
     config = run.config
     fields = config.contact_fields
     result = FlowResult(NEW_FLOW)
-    extracted = _extracted_contacts_by_email(unlinked_refs, contact_refs)
-    extracted_holders = _extracted_contacts_holding_link(unlinked_refs, contact_refs)
+    extracted, extracted_holders = _index_extracted_contacts(unlinked_refs, contact_refs)
     for ref in unlinked_refs:
-        subscribers = BatchStore.get(ref)
+        batch = BatchStore.get(ref)
         if contact_refs:
-            held = _held_links_of_new_subscribers(salesforce, run, subscribers, extracted_holders)
+            holding = _contacts_holding_new_subscribers(salesforce, run, batch, extracted_holders)
         else:
             # Without the window's extract every subscriber is looked up by id.
-            held = _contacts_holding_link(salesforce, run, subscribers)
-        subscribers = [s for s in subscribers if s["id"] not in held]
+            holding = _contacts_holding_link(salesforce, run, batch)
+        subscribers = [s for s in batch if s["id"] not in holding]
         keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
         found = _query_contacts(salesforce, run, fields.email, keys)
         found_ids = {c["id"] for c in found}
         for key in keys:
             found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
-        # A Contact found by email that already holds the subscriber is its link, written by
-        # an earlier attempt of this step that stopped before saving it in the state DB.
+        # A Contact found by email that already contains the subscriber's id is its link,
+        # written by an earlier attempt of this step that stopped before saving it.
         batch_ids = {s["id"] for s in subscribers}
         for contact in found:
-            holder = contact["subscriber_id"]
-            if holder in batch_ids and not contact["is_deleted"] and holder not in held:
-                held[holder] = contact
+            subscriber_id = contact["subscriber_id"]
+            if subscriber_id in batch_ids and not contact["is_deleted"]:
+                holding.setdefault(subscriber_id, contact)
         adopted = [
-            _adopt_action(held[s["id"]], s, config.conflict_rule)
-            for s in BatchStore.get(ref)
-            if s["id"] in held
+            _adopt_action(holding[s["id"]], s, config.conflict_rule)
+            for s in batch
+            if s["id"] in holding
         ]
-        subscribers = [s for s in subscribers if s["id"] not in held]
+        subscribers = [s for s in subscribers if s["id"] not in holding]
         holders = state.get_links_by_contact(c["id"] for c in found)
         candidates = [
             c
@@ -279,44 +281,55 @@ def _extracted_contacts_by_email(
 ) -> dict[str, list[dict[str, Any]]]:
     """Return extracted, unlinked Contacts by normalized email, for the given Cerkl records.
 
-    Only Contacts whose email matches one of those records are kept, so a full sync's
-    extract is streamed once and not held in memory.
-
     :param unlinked_refs: batches of subscribers or unsubscribes (records with ``email``).
     """
-    if not contact_refs:
-        return {}
-    keys = {normalize_email(s.get("email")) for s in BatchStore.iter_records(unlinked_refs)}
-    keys.discard(None)
-    by_email: dict[str, list[dict[str, Any]]] = {}
-    for contact in BatchStore.iter_records(contact_refs):
-        key = normalize_email(contact.get("email"))
-        if key in keys and not contact["is_deleted"] and contact["subscriber_id"] is None:
-            by_email.setdefault(key, []).append(contact)
-    return by_email
+    return _index_extracted_contacts(unlinked_refs, contact_refs)[0]
 
 
-def _extracted_contacts_holding_link(
+def _index_extracted_contacts(
     unlinked_refs: Sequence[BatchRef], contact_refs: Sequence[BatchRef]
-) -> dict[int, dict[str, Any]]:
-    """Return the live extracted Contacts whose subscriber-id field holds an unlinked subscriber."""
+) -> tuple[dict[str, list[dict[str, Any]]], dict[int, dict[str, Any]]]:
+    """Index the live extracted Contacts that the given Cerkl records may link to.
+
+    Only Contacts that match one of those records are kept, so a full sync's extract is
+    streamed once and not held in memory.
+
+    :param unlinked_refs: batches of subscribers or unsubscribes (records with ``id`` and
+        ``email``).
+    :return: the unlinked Contacts by normalized email, and the Contacts whose
+        subscriber-id field contains one of the records' ids, by that id.
+    """
     if not contact_refs:
-        return {}
-    wanted = {s["id"] for s in BatchStore.iter_records(unlinked_refs)}
-    return {
-        contact["subscriber_id"]: contact
-        for contact in BatchStore.iter_records(contact_refs)
-        if contact["subscriber_id"] in wanted and not contact["is_deleted"]
-    }
+        return {}, {}
+    keys: set[str] = set()
+    ids: set[int] = set()
+    for record in BatchStore.iter_records(unlinked_refs):
+        ids.add(record["id"])
+        key = normalize_email(record.get("email"))
+        if key is not None:
+            keys.add(key)
+    by_email: dict[str, list[dict[str, Any]]] = {}
+    by_subscriber: dict[int, dict[str, Any]] = {}
+    for contact in BatchStore.iter_records(contact_refs):
+        if contact["is_deleted"]:
+            continue
+        subscriber_id = contact["subscriber_id"]
+        if subscriber_id is None:
+            key = normalize_email(contact.get("email"))
+            if key in keys:
+                by_email.setdefault(key, []).append(contact)
+        elif subscriber_id in ids:
+            by_subscriber[subscriber_id] = contact
+    return by_email, by_subscriber
 
 
-def _held_links_of_new_subscribers(
+def _contacts_holding_new_subscribers(
     salesforce: SalesforceClient,
     run: RunInfo,
     subscribers: Sequence[Mapping[str, Any]],
     extracted_holders: Mapping[int, dict[str, Any]],
 ) -> dict[int, dict[str, Any]]:
-    """Return the Contacts that already hold these subscribers, reading Salesforce only if needed.
+    """Find the Contacts whose subscriber-id field already contains one of these subscribers.
 
     A Contact gets a subscriber's id only after the subscriber exists, and writing it moves
     the Contact's ``SystemModstamp``. So for a subscriber created at or after the start of
@@ -329,17 +342,16 @@ def _held_links_of_new_subscribers(
     end is found by the email look-up when its email matches (see ``link_new_subscribers``).
     """
     window_start = run.windows[CONTACTS_FLOW].start
-    held: dict[int, dict[str, Any]] = {}
+    holding: dict[int, dict[str, Any]] = {}
     older = []
     for subscriber in subscribers:
         created = parse_timestamp(subscriber.get("created"))
-        if created is not None and created >= window_start:
-            if subscriber["id"] in extracted_holders:
-                held[subscriber["id"]] = extracted_holders[subscriber["id"]]
-        else:
+        if created is None or created < window_start:
             older.append(subscriber)
-    held.update(_contacts_holding_link(salesforce, run, older))
-    return held
+        elif subscriber["id"] in extracted_holders:
+            holding[subscriber["id"]] = extracted_holders[subscriber["id"]]
+    holding.update(_contacts_holding_link(salesforce, run, older))
+    return holding
 
 
 def _contacts_holding_link(
@@ -591,8 +603,12 @@ def apply_subscriber_changes(
         by_id = {s["id"]: s for s in subscribers}
         links = state.get_links_by_subscriber(s["id"] for s in subscribers)
         linked = [s for s in subscribers if s["id"] in links]
-        wanted = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
-        contacts = {c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in wanted}
+        # The extract is streamed again for each batch, so that only this batch's Contacts
+        # are held in memory.
+        needed_ids = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
+        contacts = {
+            c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in needed_ids
+        }
         interests: dict[int, list[dict[str, Any]]] = {}
         for subscriber_id, ranked, error in run_in_threads(
             cerkl.get_subscriber_interests, [s["id"] for s in linked], workers=config.cerkl_workers
