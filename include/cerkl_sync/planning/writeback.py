@@ -223,18 +223,26 @@ def plan_subscriber_changes_to_contacts(
     return changes_plan, interests_plan
 
 
+#: Contact fields that only Cerkl writes, whose digests a link keeps.
+CERKL_OWNED_FIELDS = ("engagement_score", "interests")
+
+
 def contact_value_digests(contact: Mapping[str, Any]) -> dict[str, str]:
     """Return the digests of a Contact's Cerkl-owned values: engagement score and interests.
 
-    A link keeps them so that a Contact that is not read again compares as holding them.
+    A link keeps them so that a Contact that is not read again compares as having them.
     """
-    interests = list(contact.get("interests") or [None] * INTEREST_SLOTS)
-    return {
-        "engagement_score": field_digest(
-            "engagement_score", _as_score(contact.get("engagement_score"))
-        ),
-        "interests": field_digest("interests", interests),
-    }
+    return {name: field_digest(name, _contact_value(contact, name)) for name in CERKL_OWNED_FIELDS}
+
+
+def _contact_value(contact: Mapping[str, Any], name: str) -> Any:
+    """Return a Contact field as the sync compares it: five interest slots, a float score."""
+    value = contact.get(name)
+    if name == "interests":
+        return list(value or [None] * INTEREST_SLOTS)
+    if name == "engagement_score":
+        return _as_score(value)
+    return value
 
 
 def _differs(
@@ -242,17 +250,12 @@ def _differs(
 ) -> bool:
     """Tell whether ``value`` differs from the Contact's, or from the last-synced one.
 
-    With no current Contact record the last-synced digest stands for the Contact's value,
+    With no current Contact record the last-synced digest is taken as the Contact's value,
     and a field never synced counts as different.
     """
     if contact is None:
         return field_digest(name, value) != synced.get(name)
-    current = contact.get(name)
-    if name == "interests":
-        current = list(current or [None] * INTEREST_SLOTS)
-    elif name == "engagement_score":
-        current = _as_score(current)
-    return field_digest(name, value) != field_digest(name, current)
+    return field_digest(name, value) != field_digest(name, _contact_value(contact, name))
 
 
 def _as_score(value: object) -> float | None:

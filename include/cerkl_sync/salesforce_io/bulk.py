@@ -436,9 +436,23 @@ class IngestJob:
         return outcome
 
     def _result_rows(self, resource: str, key_column: str) -> list[dict[str, str]]:
+        """Read one result set of the job, each row with its match ``key`` added.
+
+        :raises SalesforceRequestError: when the request fails, or the CSV lacks the key
+            column or has a row whose cells do not match the header.
+        """
         response = self._rest.request(
             "GET", f"jobs/ingest/{self.job_id}/{resource}", policy=RetryPolicy.READ
         )
+
+        def invalid(message: str) -> SalesforceRequestError:
+            return SalesforceRequestError(
+                message,
+                endpoint=endpoint_key("GET", response.url),
+                status=response.status_code,
+                error_code=None,
+            )
+
         # Salesforce sends the results as UTF-8 CSV, whatever charset the response names.
         text = response.content.decode("utf-8")
         reader = csv.reader(io.StringIO(text, newline=""))
@@ -447,25 +461,21 @@ class IngestJob:
         if not header or not data_rows:
             # An empty result set may come without the uploaded columns in its header.
             return []
+
         lowered = [name.lower() for name in header]
         if key_column.lower() not in lowered:
-            raise SalesforceRequestError(
-                f"the {resource} of Bulk API 2.0 job {self.job_id} lack the {key_column} column",
-                endpoint=endpoint_key("GET", response.url),
-                status=response.status_code,
-                error_code=None,
+            raise invalid(
+                f"the {resource} of Bulk API 2.0 job {self.job_id} lack the {key_column} column"
             )
         key_index = lowered.index(key_column.lower())
+
         rows = []
         for number, values in enumerate(data_rows, start=1):
             if len(values) != len(header):
-                # A short row cannot be matched to its record, so the outcome is unknown.
-                raise SalesforceRequestError(
+                # Such a row cannot be matched to its record, so the outcome is unknown.
+                raise invalid(
                     f"result row {number} of the {resource} of Bulk API 2.0 job {self.job_id} "
-                    f"has {len(values)} columns where the header has {len(header)}",
-                    endpoint=endpoint_key("GET", response.url),
-                    status=response.status_code,
-                    error_code=None,
+                    f"has {len(values)} columns where the header has {len(header)}"
                 )
             row = dict(zip(header, values, strict=True))
             row["key"] = match_key(self._operation, values[key_index])
