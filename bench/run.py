@@ -48,7 +48,7 @@ class RunSettings:
     isolate: bool = True
     #: Subscribers per Cerkl list request; None keeps the hook's default (1,000).
     cerkl_page_size: int | None = None
-    #: Polls that each Bulk API 2.0 job answers ``InProgress`` to, so that a job costs this
+    #: Polls for which each Bulk API 2.0 job returns ``InProgress``, so that a job costs this
     #: many polls plus one. With 0 the sandbox runs a job when it is closed and no poll is
     #: sent, while Salesforce runs a job after its close and needs at least one poll.
     bulk_polls: int = 0
@@ -262,8 +262,8 @@ def run_benchmark(
     :param isolate: run each task in its own process; False runs them in this process,
         which saves the interpreter starts but measures no per-task memory.
     :param cerkl_page_size: subscribers per Cerkl list request; None for the hook's default.
-    :param bulk_polls: polls each Bulk API 2.0 job answers ``InProgress`` to, so a job costs
-        ``bulk_polls + 1`` polls; 0 runs a job when it is closed and sends no poll.
+    :param bulk_polls: polls for which each Bulk API 2.0 job returns ``InProgress``, so a job
+        costs ``bulk_polls + 1`` polls. With 0 a job runs when it is closed and no poll is sent.
     :param setup_only: stop after the setup (seed, state DB, the day's changes and the
         counter reset) and run no task; the result then contains the setup figures only.
     :param work_dir: folder for the sandbox stores, the state DB and batch files; a temporary
@@ -575,8 +575,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bulk-polls",
         type=int,
         default=0,
-        help="polls each Bulk API 2.0 job answers InProgress to, so a job costs this many "
-        "polls plus one; 0 (the default) runs a job when it is closed and sends no poll",
+        help="polls for which each Bulk API 2.0 job returns InProgress, so a job costs this "
+        "many polls plus one; with 0 (the default) a job runs when it is closed and no poll "
+        "is sent",
     )
     parser.add_argument(
         "--in-process",

@@ -6,7 +6,7 @@ subscribers are every subscriber in Cerkl, and a dict of them grows with the aud
 index keeps them in a SQLite file in a temporary folder instead, and each batch reads back only
 the records it requests, so the step's memory follows the batch size and not the audience.
 
-The standard library's ``sqlite3`` is used because the index must answer look-ups by id and
+The standard library's ``sqlite3`` is used because the index must return records by id and
 by email without loading every row, which a pandas DataFrame would do.
 """
 
