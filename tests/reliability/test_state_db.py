@@ -107,8 +107,9 @@ def test_unreachable_state_db_fails_apply_task(env, tmp_path, monkeypatch, step)
         ("link_new_subscribers", "save_links", 1),
         ("apply_unsubscribes", "save_links", 1),
         ("apply_contact_changes", "save_links", 1),
-        # The first save records the extracted Contacts' scores and interests, before writes.
-        ("apply_subscriber_changes", "save_links", 2),
+        # Two saves come before the writes: the extracted Contacts' scores and interests, then
+        # the digests of the batch's unchanged subscribers. The third settles the updates.
+        ("apply_subscriber_changes", "save_links", 3),
         ("sync_segments", "save_segment_link", 2),
     ],
 )

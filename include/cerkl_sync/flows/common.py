@@ -283,6 +283,33 @@ def make_link(
     )
 
 
+def link_to_json(link: Any) -> dict[str, Any]:
+    """Return a state-DB link as JSON values, to keep beside a spooled write."""
+    from include.cerkl_sync.records import iso
+
+    return {
+        "contact_id": link.contact_id,
+        "subscriber_id": link.subscriber_id,
+        "synced_values": dict(link.synced_values),
+        "salesforce_seen_at": iso(link.salesforce_seen_at),
+        "cerkl_seen_at": iso(link.cerkl_seen_at),
+    }
+
+
+def link_from_json(data: Mapping[str, Any]) -> Any:
+    """Rebuild a state-DB link from :func:`link_to_json`'s form."""
+    from include.cerkl_sync.records import parse_timestamp
+    from include.cerkl_sync.state import Link
+
+    return Link(
+        contact_id=data["contact_id"],
+        subscriber_id=int(data["subscriber_id"]),
+        synced_values=dict(data["synced_values"]),
+        salesforce_seen_at=parse_timestamp(data["salesforce_seen_at"]),
+        cerkl_seen_at=parse_timestamp(data["cerkl_seen_at"]),
+    )
+
+
 def raise_if_systemic(error: BaseException) -> None:
     """Re-raise Cerkl errors that no single record causes: auth, retries spent, configuration.
 

@@ -19,6 +19,8 @@ from include.cerkl_sync.flows.common import (
     contact_field_list,
     contact_writes,
     format_soql_datetime,
+    link_from_json,
+    link_to_json,
     make_link,
     raise_if_systemic,
     run_in_threads,
@@ -36,11 +38,12 @@ from include.cerkl_sync.records import (
 )
 from include.cerkl_sync.subscriber_index import SubscriberIndex
 from include.cerkl_sync.windows import EPOCH
+from include.cerkl_sync.write_spool import WriteSpool
 
 if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
 
-    from include.cerkl_sync.salesforce_io import SalesforceClient
+    from include.cerkl_sync.salesforce_io import SalesforceClient, WriteResult
     from include.cerkl_sync.state import Link, SyncStateStore
 
 log = logging.getLogger(__name__)
@@ -440,27 +443,41 @@ def apply_contact_changes(
     result.records = int(plan_result.get("records", 0))
     for key in [k for k in result.counts if k.startswith("planned_")]:
         del result.counts[key]
+    owner = f"{run.run_id}:{FLOW}"
     applier = _ContactApplier(run, salesforce, cerkl, state, result)
-    for ref in plan_refs:
-        for data in BatchStore.get(ref):
-            plan = FlowPlan.from_dict(data)
-            if run.dry_run:
-                for action in plan.actions:
-                    result.counts[action["action"]] += 1
-                continue
-            with state.link_lock(f"{run.run_id}:{FLOW}"):
-                applier.apply(plan)
-            state.add_work_items(
-                FLOW,
-                "pending",
-                [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
-            )
-            for item in plan.deferred:
+    # The Contact updates of all batches go out together at the end, in one Bulk API 2.0
+    # job where they are many. A link whose Contact update is spooled is saved with the
+    # update's outcome, as it would be if the update were sent at once.
+    with WriteSpool(
+        salesforce,
+        "update",
+        "Contact",
+        settle=applier.settle_updates,
+        guard=lambda: state.link_lock(owner),
+    ) as updates:
+        applier.updates = updates
+        for ref in plan_refs:
+            for data in BatchStore.get(ref):
+                plan = FlowPlan.from_dict(data)
+                if run.dry_run:
+                    for action in plan.actions:
+                        result.counts[action["action"]] += 1
+                    continue
+                with state.link_lock(owner):
+                    applier.apply(plan)
                 state.add_work_items(
-                    item["flow"],
+                    FLOW,
                     "pending",
-                    [(item["record_type"], item["record_id"], item["reason"])],
+                    [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
                 )
+                for item in plan.deferred:
+                    state.add_work_items(
+                        item["flow"],
+                        "pending",
+                        [(item["record_type"], item["record_id"], item["reason"])],
+                    )
+                if updates.full:
+                    updates.flush()
     return result
 
 
@@ -480,6 +497,7 @@ class _ContactApplier:
         self.state = state
         self.result = result
         self.now = datetime.now(UTC)
+        self.updates: WriteSpool | None = None
 
     def apply(self, plan: FlowPlan) -> None:
 
@@ -487,9 +505,17 @@ class _ContactApplier:
         for action in plan.actions:
             by_kind.setdefault(action["action"], []).append(action)
 
+        # Links whose Contact needs no update; the others are saved by settle_updates.
         links_to_save: list[Link] = []
-        salesforce_updates: list[dict[str, Any]] = []
         resolved: list[str] = []
+
+        def write(row: dict[str, Any] | None, link: Link | None) -> None:
+            if row is None:
+                if link is not None:
+                    links_to_save.append(link)
+                return
+            context = {"contact_id": row["Id"], "link": link and link_to_json(link)}
+            self.updates.add(row, context)
 
         # Subscribers to create: new Contacts, and Contacts whose opt-out was cleared.
         creates = by_kind.get("create", []) + by_kind.get("resubscribe", [])
@@ -518,17 +544,7 @@ class _ContactApplier:
                 filled = _values_filled_by_cerkl(action["subscriber"], subscriber)
                 synced = dict(action.get("synced_values", {}))
                 synced.update({name: field_digest(name, value) for name, value in filled.items()})
-                links_to_save.append(
-                    self._link(
-                        action["contact_id"],
-                        int(subscriber["id"]),
-                        synced,
-                        opted_out=False,
-                        action=action,
-                        subscriber=subscriber,
-                    )
-                )
-                salesforce_updates.append(
+                write(
                     {
                         "Id": action["contact_id"],
                         **contact_writes(
@@ -542,7 +558,15 @@ class _ContactApplier:
                             },
                             self.config,
                         ),
-                    }
+                    },
+                    self._link(
+                        action["contact_id"],
+                        int(subscriber["id"]),
+                        synced,
+                        opted_out=False,
+                        action=action,
+                        subscriber=subscriber,
+                    ),
                 )
                 resolved.append(action["contact_id"])
 
@@ -568,17 +592,15 @@ class _ContactApplier:
                 "subscriber_id": action["subscriber_id"],
                 **action.get("salesforce_changes", {}),
             }
-            salesforce_updates.append(
-                {"Id": action["contact_id"], **contact_writes(writes, self.config)}
-            )
-            links_to_save.append(
+            write(
+                {"Id": action["contact_id"], **contact_writes(writes, self.config)},
                 self._link(
                     action["contact_id"],
                     action["subscriber_id"],
                     action.get("synced_values", {}),
                     opted_out=unsubscribe,
                     action=action,
-                )
+                ),
             )
             resolved.append(action["contact_id"])
 
@@ -602,8 +624,8 @@ class _ContactApplier:
                 if error is not None and not self._record_error(action, error):
                     continue
                 self.result.counts[counter] += 1
-                salesforce_updates.extend(self._salesforce_changes(action))
-                links_to_save.append(
+                write(
+                    self._salesforce_changes(action),
                     self._link(
                         action["contact_id"],
                         action["subscriber_id"],
@@ -611,21 +633,21 @@ class _ContactApplier:
                         opted_out=opted_out,
                         action=action,
                         subscriber=answer if isinstance(answer, dict) else None,
-                    )
+                    ),
                 )
                 resolved.append(action["contact_id"])
 
         for action in by_kind.get("adopt_link", []):
             self.result.counts["linked"] += 1
-            salesforce_updates.extend(self._salesforce_changes(action))
-            links_to_save.append(
+            write(
+                self._salesforce_changes(action),
                 self._link(
                     action["contact_id"],
                     action["subscriber_id"],
                     action.get("synced_values", {}),
                     opted_out=False,
                     action=action,
-                )
+                ),
             )
 
         for action in by_kind.get("unlink", []):
@@ -633,37 +655,45 @@ class _ContactApplier:
             self.result.counts["unlinked"] += 1
         for action in by_kind.get("move_link", []):
             self.state.move_link(action["contact_id"], action["master_id"])
-            salesforce_updates.append(
+            write(
                 {
                     "Id": action["master_id"],
                     **contact_writes({"subscriber_id": action["subscriber_id"]}, self.config),
-                }
+                },
+                None,
             )
             self.result.counts["link_moved"] += 1
 
-        if salesforce_updates:
-            for update_row, outcome in zip(
-                salesforce_updates,
-                self.salesforce.update("Contact", salesforce_updates),
-                strict=True,
-            ):
-                if not outcome.success:
-                    self.result.reject(
-                        "Contact",
-                        update_row["Id"],
-                        f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
-                    )
         if links_to_save:
             self.state.save_links(links_to_save)
         if resolved:
             self.state.resolve_work_items(FLOW, "Contact", resolved)
 
-    def _salesforce_changes(self, action: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Return the Contact update an adopted link carries, as a list of zero or one rows."""
+    def settle_updates(self, outcomes: Sequence[tuple[dict[str, Any], WriteResult]]) -> None:
+        """Quarantine the Contacts whose update failed, and save the links of all of them.
+
+        A link is saved whatever its Contact update's outcome: the pair is linked in Cerkl,
+        and a failed update is retried from the quarantine.
+        """
+        links = []
+        for context, outcome in outcomes:
+            if not outcome.success:
+                self.result.reject(
+                    "Contact",
+                    context["contact_id"],
+                    f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}",
+                )
+            if context["link"] is not None:
+                links.append(link_from_json(context["link"]))
+        if links:
+            self.state.save_links(links)
+
+    def _salesforce_changes(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Return the Contact update an adopted link carries, or None."""
         changes = action.get("salesforce_changes")
         if not changes:
-            return []
-        return [{"Id": action["contact_id"], **contact_writes(changes, self.config)}]
+            return None
+        return {"Id": action["contact_id"], **contact_writes(changes, self.config)}
 
     def _link(
         self,

@@ -37,11 +37,12 @@ from include.cerkl_sync.records import (
     subscriber_from_cerkl,
     unsubscribe_from_cerkl,
 )
+from include.cerkl_sync.write_spool import WriteSpool
 
 if TYPE_CHECKING:
     from cerkl.hooks import CerklHook
 
-    from include.cerkl_sync.salesforce_io import SalesforceClient
+    from include.cerkl_sync.salesforce_io import SalesforceClient, WriteResult
     from include.cerkl_sync.state import SyncStateStore
 
 log = logging.getLogger(__name__)
@@ -221,58 +222,89 @@ def link_new_subscribers(
     fields = config.contact_fields
     result = FlowResult(NEW_FLOW)
     extracted, extracted_holders = _index_extracted_contacts(unlinked_refs, contact_refs)
-    for ref in unlinked_refs:
-        batch = BatchStore.get(ref)
-        if contact_refs:
-            holding = _contacts_holding_new_subscribers(salesforce, run, batch, extracted_holders)
-        else:
-            # Without the window's extract every subscriber is looked up by id.
-            holding = _contacts_holding_link(salesforce, run, batch)
-        subscribers = [s for s in batch if s["id"] not in holding]
-        keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
-        found = _query_contacts(salesforce, run, fields.email, keys)
-        found_ids = {c["id"] for c in found}
-        for key in keys:
-            found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
-        # A Contact found by email that already contains the subscriber's id is its link,
-        # written by an earlier attempt of this step that stopped before saving it.
-        batch_ids = {s["id"] for s in subscribers}
-        for contact in found:
-            subscriber_id = contact["subscriber_id"]
-            if subscriber_id in batch_ids and not contact["is_deleted"]:
-                holding.setdefault(subscriber_id, contact)
-        adopted = [
-            _adopt_action(holding[s["id"]], s, config.conflict_rule)
-            for s in batch
-            if s["id"] in holding
-        ]
-        subscribers = [s for s in subscribers if s["id"] not in holding]
-        holders = state.get_links_by_contact(c["id"] for c in found)
-        candidates = [
-            c
-            for c in found
-            if not c["is_deleted"] and c["id"] not in holders and c["subscriber_id"] is None
-        ]
-        plan = new_subscribers.plan_new_subscriber_links(
-            subscribers,
-            candidates=candidates,
-            account_id=run.organization_id,
-            missing_last_name=config.missing_last_name,
-            conflict_rule=config.conflict_rule,
-        )
-        plan.actions.extend(adopted)
-        result.absorb_plan(plan)
-        if run.dry_run:
-            for action in plan.actions:
-                result.counts[action["action"]] += 1
-            continue
-        with state.link_lock(f"{run.run_id}:{NEW_FLOW}"):
-            _apply_new_subscriber_plan(plan.actions, run, salesforce, cerkl, state, result)
-        state.add_work_items(
-            NEW_FLOW,
-            "pending",
-            [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
-        )
+    owner = f"{run.run_id}:{NEW_FLOW}"
+    # Contacts that a planned link of this task takes. Their links are saved only when the
+    # spooled writes are sent, so later batches must not offer them as candidates.
+    claimed: set[str] = set()
+    # The writes of all batches go out together at the end: the creates first, because the
+    # spool entered last is sent first.
+    with (
+        WriteSpool(
+            salesforce,
+            "update",
+            "Contact",
+            settle=lambda outcomes: _settle_links(outcomes, cerkl, state, result),
+            guard=lambda: state.link_lock(owner),
+        ) as link_updates,
+        WriteSpool(
+            salesforce,
+            "upsert",
+            "Contact",
+            key_field=fields.subscriber_id,
+            settle=lambda outcomes: _settle_created_contacts(outcomes, state, result),
+            guard=lambda: state.link_lock(owner),
+        ) as creates,
+    ):
+        for ref in unlinked_refs:
+            batch = BatchStore.get(ref)
+            if contact_refs:
+                holding = _contacts_holding_new_subscribers(
+                    salesforce, run, batch, extracted_holders
+                )
+            else:
+                # Without the window's extract every subscriber is looked up by id.
+                holding = _contacts_holding_link(salesforce, run, batch)
+            subscribers = [s for s in batch if s["id"] not in holding]
+            keys = [k for k in (normalize_email(s.get("email")) for s in subscribers) if k]
+            found = _query_contacts(salesforce, run, fields.email, keys)
+            found_ids = {c["id"] for c in found}
+            for key in keys:
+                found.extend(c for c in extracted.get(key, ()) if c["id"] not in found_ids)
+            # A Contact found by email that already contains the subscriber's id is its link,
+            # written by an earlier attempt of this step that stopped before saving it.
+            batch_ids = {s["id"] for s in subscribers}
+            for contact in found:
+                subscriber_id = contact["subscriber_id"]
+                if subscriber_id in batch_ids and not contact["is_deleted"]:
+                    holding.setdefault(subscriber_id, contact)
+            adopted = [
+                _adopt_action(holding[s["id"]], s, config.conflict_rule)
+                for s in batch
+                if s["id"] in holding
+            ]
+            subscribers = [s for s in subscribers if s["id"] not in holding]
+            holders = state.get_links_by_contact(c["id"] for c in found)
+            candidates = [
+                c
+                for c in found
+                if not c["is_deleted"]
+                and c["id"] not in holders
+                and c["id"] not in claimed
+                and c["subscriber_id"] is None
+            ]
+            plan = new_subscribers.plan_new_subscriber_links(
+                subscribers,
+                candidates=candidates,
+                account_id=run.organization_id,
+                missing_last_name=config.missing_last_name,
+                conflict_rule=config.conflict_rule,
+            )
+            plan.actions.extend(adopted)
+            result.absorb_plan(plan)
+            if run.dry_run:
+                for action in plan.actions:
+                    result.counts[action["action"]] += 1
+                continue
+            _spool_new_subscriber_plan(plan.actions, config, creates, link_updates)
+            claimed.update(a["contact_id"] for a in plan.actions if a["action"] == "link")
+            state.add_work_items(
+                NEW_FLOW,
+                "pending",
+                [(p["record_type"], p["record_id"], p["reason"]) for p in plan.pending],
+            )
+            for spool in (creates, link_updates):
+                if spool.full:
+                    spool.flush()
     return result
 
 
@@ -390,27 +422,38 @@ def _adopt_action(
     }
 
 
-def _apply_new_subscriber_plan(
+def _spool_new_subscriber_plan(
     actions: Sequence[Mapping[str, Any]],
-    run: RunInfo,
-    salesforce: SalesforceClient,
-    cerkl: CerklHook,
+    config: Any,
+    creates: WriteSpool,
+    link_updates: WriteSpool,
+) -> None:
+    """Spool the Contact upserts and link updates of one batch's plan, each with its action."""
+    fields = config.contact_fields
+    for action in actions:
+        if action["action"] == "create_contact":
+            row = {
+                **contact_writes(action["contact"], config),
+                fields.subscriber_id: str(action["subscriber_id"]),
+            }
+            creates.add(row, action)
+        elif action["action"] == "link":
+            writes = {
+                "subscriber_id": action["subscriber_id"],
+                **action.get("salesforce_changes", {}),
+            }
+            link_updates.add({"Id": action["contact_id"], **contact_writes(writes, config)}, action)
+
+
+def _settle_created_contacts(
+    outcomes: Sequence[tuple[dict[str, Any], WriteResult]],
     state: SyncStateStore,
     result: FlowResult,
 ) -> None:
-    config = run.config
-    fields = config.contact_fields
+    """Link each subscriber to its new Contact, or quarantine it when the upsert failed."""
     links = []
     done: list[str] = []
-
-    creates = [a for a in actions if a["action"] == "create_contact"]
-    rows = [
-        {**contact_writes(a["contact"], config), fields.subscriber_id: str(a["subscriber_id"])}
-        for a in creates
-    ]
-    for action, outcome in zip(
-        creates, salesforce.upsert("Contact", fields.subscriber_id, rows), strict=True
-    ):
+    for action, outcome in outcomes:
         if not outcome.success:
             result.reject(
                 "subscriber",
@@ -431,18 +474,25 @@ def _apply_new_subscriber_plan(
             )
         )
         done.append(str(action["subscriber_id"]))
+    if links:
+        state.save_links(links)
+    if done:
+        state.resolve_work_items(NEW_FLOW, "subscriber", done)
 
-    link_actions = [a for a in actions if a["action"] == "link"]
-    rows = [
-        {
-            "Id": a["contact_id"],
-            **contact_writes(
-                {"subscriber_id": a["subscriber_id"], **a.get("salesforce_changes", {})}, config
-            ),
-        }
-        for a in link_actions
-    ]
-    for action, outcome in zip(link_actions, salesforce.update("Contact", rows), strict=True):
+
+def _settle_links(
+    outcomes: Sequence[tuple[dict[str, Any], WriteResult]],
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    result: FlowResult,
+) -> None:
+    """Save the links whose Contact took the subscriber's id, after the Cerkl side's update.
+
+    A subscriber whose Contact update failed is quarantined.
+    """
+    links = []
+    done: list[str] = []
+    for action, outcome in outcomes:
         if not outcome.success:
             result.reject(
                 "subscriber",
@@ -598,108 +648,154 @@ def apply_subscriber_changes(
     changes_result = FlowResult(CHANGES_FLOW)
     interests_result = FlowResult(INTERESTS_FLOW)
     changed_contact_ids = _refresh_contact_value_digests(contact_refs, state)
-    for ref in changed_refs:
-        subscribers = BatchStore.get(ref)
-        by_id = {s["id"]: s for s in subscribers}
-        links = state.get_links_by_subscriber(s["id"] for s in subscribers)
-        linked = [s for s in subscribers if s["id"] in links]
-        # The extract is streamed again for each batch, so that only this batch's Contacts
-        # are held in memory.
-        needed_ids = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
-        contacts = {
-            c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in needed_ids
-        }
-        interests: dict[int, list[dict[str, Any]]] = {}
-        for subscriber_id, ranked, error in run_in_threads(
-            cerkl.get_subscriber_interests, [s["id"] for s in linked], workers=config.cerkl_workers
-        ):
-            if isinstance(error, CerklNotFoundError):
-                # Unsubscribed since it was read (perhaps by this run): no interests to copy.
-                interests_result.counts["skipped"] += 1
-                continue
-            if error is not None:
-                raise_if_systemic(error)
-                interests_result.reject(
-                    "subscriber",
-                    subscriber_id,
-                    f"CERKL_READ_FAILED: {getattr(error, 'code', type(error).__name__)}",
-                )
-                continue
-            interests[subscriber_id] = ranked
-        changes_plan, interests_plan = writeback.plan_subscriber_changes_to_contacts(
-            linked,
-            links_by_subscriber=links,
-            contacts=contacts,
-            changed_contact_ids=changed_contact_ids,
-            interests=interests,
-            conflict_rule=config.conflict_rule,
-        )
-        for item in subscribers:
-            if item["id"] not in links:
-                changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
-        _reject_emails_held_elsewhere(salesforce, run, changes_plan)
-        changes_result.absorb_plan(changes_plan)
-        interests_result.absorb_plan(interests_plan)
-        if run.dry_run:
-            changes_result.counts["updated"] += len(changes_plan.actions)
-            interests_result.counts["updated"] += len(interests_plan.actions)
-            continue
-
-        merged: dict[str, dict[str, Any]] = {}
-        owners: dict[str, list[tuple[FlowResult, dict[str, Any]]]] = {}
-        for plan, result in ((changes_plan, changes_result), (interests_plan, interests_result)):
-            for action in plan.actions:
-                merged.setdefault(action["contact_id"], {}).update(action["changes"])
-                owners.setdefault(action["contact_id"], []).append((result, action))
-        rows = [{"Id": cid, **contact_writes(changes, config)} for cid, changes in merged.items()]
-        for row in rows:
-            log.info("Contact %s: updating %s", row["Id"], ", ".join(sorted(set(row) - {"Id"})))
-        outcomes = salesforce.update("Contact", rows) if rows else []
-        # The digests and seen times to keep per subscriber, gathered from both plans.
-        digests: dict[int, dict[str, str]] = {}
-        seen: dict[int, Any] = {}
-        for row, outcome in zip(rows, outcomes, strict=True):
-            for result, action in owners[row["Id"]]:
-                sid = action["subscriber_id"]
-                if not outcome.success and outcome.error_code == "ENTITY_IS_DELETED":
-                    # Deleted after the extract: the next run's extract has the delete, and
-                    # the Salesforce-to-Cerkl flow ends the link then.
-                    result.counts["skipped"] += 1
+    # The Contact updates of all batches go out together at the end, in one Bulk API 2.0
+    # job where they are many.
+    with WriteSpool(
+        salesforce,
+        "update",
+        "Contact",
+        settle=lambda outcomes: _settle_contact_updates(
+            outcomes, state, changes_result, interests_result
+        ),
+    ) as updates:
+        for ref in changed_refs:
+            subscribers = BatchStore.get(ref)
+            by_id = {s["id"]: s for s in subscribers}
+            links = state.get_links_by_subscriber(s["id"] for s in subscribers)
+            linked = [s for s in subscribers if s["id"] in links]
+            # The extract is streamed again for each batch, so that only this batch's Contacts
+            # are held in memory.
+            needed_ids = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
+            contacts = {
+                c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in needed_ids
+            }
+            interests: dict[int, list[dict[str, Any]]] = {}
+            for subscriber_id, ranked, error in run_in_threads(
+                cerkl.get_subscriber_interests,
+                [s["id"] for s in linked],
+                workers=config.cerkl_workers,
+            ):
+                if isinstance(error, CerklNotFoundError):
+                    # Unsubscribed since it was read (perhaps by this run): no interests to copy.
+                    interests_result.counts["skipped"] += 1
                     continue
-                if not outcome.success:
-                    result.reject(
-                        "subscriber", sid, f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}"
+                if error is not None:
+                    raise_if_systemic(error)
+                    interests_result.reject(
+                        "subscriber",
+                        subscriber_id,
+                        f"CERKL_READ_FAILED: {getattr(error, 'code', type(error).__name__)}",
                     )
                     continue
-                result.counts["updated"] += 1
-                digests.setdefault(sid, {}).update(action["synced_values"])
-                if result is changes_result:
-                    seen[sid] = by_id[sid].get("modified")
-        # An unchanged subscriber counts as seen. An interest list alone, written or
-        # unchanged, does not: it must not mark a failed or rejected name or email update
-        # as seen, or the next run would not retry it.
-        for plan, marks_seen in ((changes_plan, True), (interests_plan, False)):
-            for skipped in plan.skipped:
-                sid = int(skipped["record_id"])
-                if skipped["reason"] != "UNCHANGED" or sid not in links:
-                    continue
-                digests.setdefault(sid, {}).update(skipped.get("synced_values", {}))
-                if marks_seen:
-                    seen[sid] = by_id[sid].get("modified")
-        new_links = [
-            make_link(
-                links[sid].contact_id,
-                sid,
-                values,
-                opted_out=None,
-                cerkl_seen_at=seen.get(sid),
-                previous=links[sid],
+                interests[subscriber_id] = ranked
+            changes_plan, interests_plan = writeback.plan_subscriber_changes_to_contacts(
+                linked,
+                links_by_subscriber=links,
+                contacts=contacts,
+                changed_contact_ids=changed_contact_ids,
+                interests=interests,
+                conflict_rule=config.conflict_rule,
             )
-            for sid, values in digests.items()
-        ]
-        if new_links:
-            state.save_links(new_links)
+            for item in subscribers:
+                if item["id"] not in links:
+                    changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
+            _reject_emails_held_elsewhere(salesforce, run, changes_plan)
+            changes_result.absorb_plan(changes_plan)
+            interests_result.absorb_plan(interests_plan)
+            if run.dry_run:
+                changes_result.counts["updated"] += len(changes_plan.actions)
+                interests_result.counts["updated"] += len(interests_plan.actions)
+                continue
+
+            merged: dict[str, dict[str, Any]] = {}
+            owners: dict[str, list[list[Any]]] = {}
+            for plan, kind in ((changes_plan, "changes"), (interests_plan, "interests")):
+                for action in plan.actions:
+                    sid = action["subscriber_id"]
+                    merged.setdefault(action["contact_id"], {}).update(action["changes"])
+                    # What settling the outcome needs: the flow, the subscriber, the digests to
+                    # keep, and for a name or email change the subscriber's change time.
+                    modified = by_id[sid].get("modified") if kind == "changes" else None
+                    owners.setdefault(action["contact_id"], []).append(
+                        [kind, sid, action["synced_values"], modified]
+                    )
+            for contact_id, changes in merged.items():
+                row = {"Id": contact_id, **contact_writes(changes, config)}
+                log.info(
+                    "Contact %s: updating %s", contact_id, ", ".join(sorted(set(row) - {"Id"}))
+                )
+                updates.add(row, owners[contact_id])
+            # An unchanged subscriber counts as seen. An interest list alone, written or
+            # unchanged, does not: it must not mark a failed or rejected name or email update
+            # as seen, or the next run would not retry it.
+            digests: dict[int, dict[str, str]] = {}
+            seen: dict[int, Any] = {}
+            for plan, marks_seen in ((changes_plan, True), (interests_plan, False)):
+                for skipped in plan.skipped:
+                    sid = int(skipped["record_id"])
+                    if skipped["reason"] != "UNCHANGED" or sid not in links:
+                        continue
+                    digests.setdefault(sid, {}).update(skipped.get("synced_values", {}))
+                    if marks_seen:
+                        seen[sid] = by_id[sid].get("modified")
+            _save_link_digests(state, links, digests, seen)
+            if updates.full:
+                updates.flush()
     return changes_result, interests_result
+
+
+def _settle_contact_updates(
+    outcomes: Sequence[tuple[list[list[Any]], WriteResult]],
+    state: SyncStateStore,
+    changes_result: FlowResult,
+    interests_result: FlowResult,
+) -> None:
+    """Count each Contact update for its flows, and keep the digests of the values written.
+
+    A Contact deleted after the extract makes its update fail with ``ENTITY_IS_DELETED``:
+    the subscriber is skipped, because the next run's extract has the delete and the
+    Salesforce-to-Cerkl flow ends the link then. Other failures are quarantined.
+    """
+    digests: dict[int, dict[str, str]] = {}
+    seen: dict[int, Any] = {}
+    for owners, outcome in outcomes:
+        for kind, sid, synced_values, modified in owners:
+            result = changes_result if kind == "changes" else interests_result
+            if not outcome.success and outcome.error_code == "ENTITY_IS_DELETED":
+                result.counts["skipped"] += 1
+                continue
+            if not outcome.success:
+                result.reject("subscriber", sid, f"SALESFORCE_UPDATE_FAILED: {outcome.error_code}")
+                continue
+            result.counts["updated"] += 1
+            digests.setdefault(sid, {}).update(synced_values)
+            if kind == "changes":
+                seen[sid] = modified
+    # The links are read again here: the batch's unchanged values may have been saved since.
+    _save_link_digests(state, state.get_links_by_subscriber(digests), digests, seen)
+
+
+def _save_link_digests(
+    state: SyncStateStore,
+    links: Mapping[int, Any],
+    digests: Mapping[int, Mapping[str, str]],
+    seen: Mapping[int, Any],
+) -> None:
+    """Save the given digests and seen times into the subscribers' links, where they exist."""
+    new_links = [
+        make_link(
+            links[sid].contact_id,
+            sid,
+            values,
+            opted_out=None,
+            cerkl_seen_at=seen.get(sid),
+            previous=links[sid],
+        )
+        for sid, values in digests.items()
+        if sid in links
+    ]
+    if new_links:
+        state.save_links(new_links)
 
 
 def _refresh_contact_value_digests(
