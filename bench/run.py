@@ -52,6 +52,8 @@ class RunSettings:
     #: many polls plus one. With 0 the sandbox runs a job when it is closed and no poll is
     #: sent, while Salesforce runs a job after its close and needs at least one poll.
     bulk_polls: int = 0
+    #: ``cerkl_sync_config`` settings over the defaults, such as a smaller ``batch_size``.
+    sync_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,6 +253,7 @@ def run_benchmark(
     cerkl_page_size: int | None = None,
     bulk_polls: int = 0,
     setup_only: bool = False,
+    sync_config: dict[str, Any] | None = None,
 ) -> BenchResult:
     """Build the scenario, run every task in its own process and return the figures.
 
@@ -264,6 +267,8 @@ def run_benchmark(
     :param cerkl_page_size: subscribers per Cerkl list request; None for the hook's default.
     :param bulk_polls: polls for which each Bulk API 2.0 job returns ``InProgress``, so a job
         costs ``bulk_polls + 1`` polls. With 0 a job runs when it is closed and no poll is sent.
+    :param sync_config: ``cerkl_sync_config`` settings for the run, such as a smaller
+        ``batch_size`` in tests.
     :param setup_only: stop after the setup (seed, state DB, the day's changes and the
         counter reset) and run no task; the result then contains the setup figures only.
     :param work_dir: folder for the sandbox stores, the state DB and batch files; a temporary
@@ -291,6 +296,7 @@ def run_benchmark(
             isolate=isolate,
             cerkl_page_size=cerkl_page_size,
             bulk_polls=bulk_polls,
+            sync_config=dict(sync_config or {}),
         )
         return _run(scenario, scale, work_dir, settings, setup_only=setup_only)
     finally:
@@ -333,7 +339,7 @@ def _run(
             cerkl_url=sandbox.cerkl_url,
             state_url=state_url,
             work_dir=work_dir,
-            config={"cerkl_workers": CERKL_CONCURRENCY},
+            config={"cerkl_workers": CERKL_CONCURRENCY, **settings.sync_config},
             cerkl_extra=cerkl_extra,
         )
         config = load_config_from_environment()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -118,3 +119,21 @@ def test_bulk_job_polls_follow_option(tmp_path, clean_environment, bulk_polls, p
     calls = _task(result, "apply_subscriber_changes")["api_calls"]["salesforce"]["by_endpoint"]
     assert calls["POST /services/data/vXX.X/jobs/ingest"] == 1
     assert calls.get("GET /services/data/vXX.X/jobs/ingest/{id}", 0) == polls
+
+
+def test_first_sync_writes_once_per_task_and_kind(tmp_path, clean_environment):
+    # Batches of 500 records split each write step's work into several batches. The writes
+    # of all batches still go out as one call per kind of write, which is one Bulk API 2.0
+    # job for more than 1,000 records.
+    result = _run("first-sync", tmp_path, scale=0.015, sync_config={"batch_size": 500})
+    for name in ("link_new_subscribers", "apply_contact_changes", "apply_subscriber_changes"):
+        task = _task(result, name)
+        writes = task["work"]["writes"]
+        kinds = Counter((write["kind"], write["sobject"]) for write in writes)
+        assert writes and set(kinds.values()) == {1}, (name, writes)
+        calls = task["api_calls"]["salesforce"]["by_endpoint"]
+        jobs = calls.get("POST /services/data/vXX.X/jobs/ingest", 0)
+        assert jobs == sum(1 for write in writes if write["rows"] > 1000), (name, writes)
+        assert any(write["rows"] > 1000 for write in writes), (name, writes)
+    flows = result.records["flows"]
+    assert flows["new_subscribers_to_contacts"]["linked"] > 1000
