@@ -223,8 +223,11 @@ def link_new_subscribers(
     result = FlowResult(NEW_FLOW)
     extracted, extracted_holders = _index_extracted_contacts(unlinked_refs, contact_refs)
     owner = f"{run.run_id}:{NEW_FLOW}"
-    # Contacts that a planned link of this task takes. Their links are saved only when the
-    # spooled writes are sent, so later batches must not offer them as candidates.
+    # Subscribers planned, and Contacts that a planned link takes, by earlier batches. Their
+    # links are saved only when the spooled writes are sent, so later batches skip them. A
+    # subscriber listed twice is planned once, because Cerkl's pages can shift while they
+    # are read. A Contact is not offered to a second subscriber.
+    planned: set[int] = set()
     claimed: set[str] = set()
     # The writes of all batches go out together at the end: the creates first, because the
     # spool entered last is sent first.
@@ -246,7 +249,11 @@ def link_new_subscribers(
         ) as creates,
     ):
         for ref in unlinked_refs:
-            batch = BatchStore.get(ref)
+            batch = []
+            for subscriber in BatchStore.get(ref):
+                if subscriber["id"] not in planned:
+                    planned.add(subscriber["id"])
+                    batch.append(subscriber)
             if contact_refs:
                 holding = _contacts_holding_new_subscribers(
                     salesforce, run, batch, extracted_holders
