@@ -124,6 +124,9 @@ def encode_value(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        # ``str`` may write an exponent (``1e-05``). Salesforce reads double fields in CSV as
+        # W3C XML Schema doubles, which allow one ("Valid CSV Record Rows", Bulk API 2.0 and
+        # Bulk API Developer Guide).
         return str(value) if math.isfinite(value) else None
     if isinstance(value, str):
         return None if value == NULL_VALUE else value

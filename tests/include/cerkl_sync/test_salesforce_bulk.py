@@ -667,6 +667,7 @@ def test_to_18_character_id_matches_sandbox() -> None:
         (False, "false"),
         (0, "0"),
         (-1.25, "-1.25"),
+        (0.00001, "1e-05"),
         ("#N/A", None),
         (float("inf"), None),
         (float("nan"), None),
