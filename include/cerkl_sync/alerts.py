@@ -72,6 +72,7 @@ class RunAlert:
     """Content of one failure alert: the run, its failed tasks and its rejected records.
 
     :param rejected: rejected records per flow, from the run report.
+    :param records: records each flow handled, from the run report, for the rejected share.
     :param report_path: the run report, or None when it was not found.
     """
 
@@ -81,6 +82,7 @@ class RunAlert:
     failed_tasks: list[FailedTask] = field(default_factory=list)
     not_run_tasks: list[str] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
     reject_count_threshold: int | None = None
     reject_share_threshold: float | None = None
     report_path: str | None = None
@@ -105,7 +107,9 @@ class RunAlert:
                 "Not run because a task before them failed: " + ", ".join(self.not_run_tasks)
             )
         if self.rejected:
-            counts = ", ".join(f"{flow} {count}" for flow, count in sorted(self.rejected.items()))
+            counts = ", ".join(
+                self._rejected_share(flow, count) for flow, count in sorted(self.rejected.items())
+            )
             lines.append(f"Rejected records by flow: {counts}.")
             if self.reject_count_threshold is not None and self.reject_share_threshold is not None:
                 lines.append(
@@ -119,6 +123,15 @@ class RunAlert:
         else:
             lines.append("The run report was not found.")
         return "\n".join(lines)
+
+    def _rejected_share(self, flow: str, rejected: int) -> str:
+        """Return ``flow 25 of 400 (6.2%)``, or ``flow 25`` when the report has no total."""
+        records = self.records.get(flow, 0)
+        if not records:
+            return f"{flow} {rejected}"
+        # The flow's threshold check counts at least the rejected records, as finish_flow does.
+        total = max(records, rejected)
+        return f"{flow} {rejected} of {total} ({rejected / total:.1%})"
 
     def html(self) -> str:
         """Return the alert as HTML: the text in a ``<pre>`` block, escaped."""
@@ -200,6 +213,11 @@ def build_alert(context: Mapping[str, Any]) -> RunAlert:
         ],
         not_run_tasks=sorted(not_run),
         rejected=rejected,
+        records={
+            flow: int(count)
+            for flow, count in (report or {}).get("flow_records", {}).items()
+            if flow in rejected
+        },
         reject_count_threshold=config.reject_count_threshold,
         reject_share_threshold=config.reject_share_threshold,
         report_path=str(path) if report is not None else None,

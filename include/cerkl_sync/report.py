@@ -67,6 +67,7 @@ def build_report(
     :param state: ``success`` or ``failed``.
     """
     flows: dict[str, dict[str, int]] = {flow: {} for flow in FLOWS}
+    flow_records: dict[str, int] = {flow: 0 for flow in FLOWS}
     flow_status = {flow: "not_run" for flow in FLOWS}
     conflicts: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -80,6 +81,7 @@ def build_report(
             counts = Counter(flows[flow])
             counts.update(result.get("counts") or {})
             flows[flow] = dict(sorted(counts.items()))
+            flow_records[flow] += int(result.get("records") or 0)
             if result.get("completed"):
                 flow_status[flow] = "completed"
             elif flow_status[flow] == "not_run":
@@ -104,6 +106,7 @@ def build_report(
         "finished_at": (finished_at or datetime.now(UTC)).isoformat(),
         "flows": flows,
         "flow_status": flow_status,
+        "flow_records": flow_records,
         "conflicts": conflicts,
         "rejected": rejected,
         "notes": notes,

@@ -120,6 +120,7 @@ def _write_failed_report(folder: Path, **overrides: Any) -> Path:
                                     "reason": "INVALID_EMAIL",
                                 },
                             ],
+                            "records": 40,
                             "completed": True,
                         }
                     }
@@ -195,6 +196,7 @@ def test_build_alert_reads_report(report_folder):
     ]
     assert alert.not_run_tasks == ["cerkl_to_salesforce.apply_unsubscribes"]
     assert alert.rejected == {"contacts_to_subscribers": 2}
+    assert alert.records == {"contacts_to_subscribers": 40}
     assert alert.report_path == str(path)
 
 
@@ -210,7 +212,7 @@ def test_alert_text_names_run_tasks_and_logs(report_folder):
     assert (
         "Not run because a task before them failed: cerkl_to_salesforce.apply_unsubscribes" in text
     )
-    assert "Rejected records by flow: contacts_to_subscribers 2." in text
+    assert "Rejected records by flow: contacts_to_subscribers 2 of 40 (5.0%)." in text
     assert f"Run report: {path}" in text
 
 
@@ -276,7 +278,7 @@ def test_slack_alert_delivered(report_folder, slack_api):
     text = request["json"]["text"]
     assert text.startswith(f"[Airflow] {DAG_ID} run failed: {RUN_ID}\n")
     assert "cerkl_to_salesforce.extract_subscriber_changes: CerklAuthError" in text
-    assert "Rejected records by flow: contacts_to_subscribers 2." in text
+    assert "Rejected records by flow: contacts_to_subscribers 2 of 40 (5.0%)." in text
 
 
 def test_slack_sent_when_email_fails(report_folder, slack_api, monkeypatch):
@@ -347,7 +349,7 @@ def test_reject_threshold_alert_has_counts(report_folder, smtp_inbox, tmp_path):
     [message] = smtp_inbox.messages
     body = message_text(message)
     assert "salesforce_to_cerkl.apply_contact_changes: AirflowFailException" in body
-    assert "Rejected records by flow: contacts_to_subscribers 25." in body
+    assert "Rejected records by flow: contacts_to_subscribers 25 of 100 (25.0%)." in body
     assert "reach both 20 records and 5% of its records" in body
     assert "python -m include.cerkl_sync.quarantine list" in body
 
@@ -370,3 +372,13 @@ def test_report_folder_unwritable_names_setting(tmp_path):
         _write_failed_report(blocker)
 
     assert str(blocker) in str(caught.value)
+
+
+def test_alert_text_without_flow_records(report_folder):
+    # A report of an older version has no record totals: the counts alone are given.
+    path = _write_failed_report(report_folder)
+    report = json.loads(path.read_text())
+    del report["flow_records"]
+    path.write_text(json.dumps(report))
+    text = build_alert(_dag_callback_context()).text()
+    assert "Rejected records by flow: contacts_to_subscribers 2." in text
