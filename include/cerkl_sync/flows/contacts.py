@@ -505,16 +505,24 @@ class _ContactApplier:
         for action in plan.actions:
             by_kind.setdefault(action["action"], []).append(action)
 
-        # Links whose Contact needs no update; the others are saved by settle_updates.
+        # Links and done work items of Contacts that need no update. The others are saved and
+        # resolved by settle_updates, once their update's outcome is known.
         links_to_save: list[Link] = []
         resolved: list[str] = []
 
-        def write(row: dict[str, Any] | None, link: Link | None) -> None:
+        def write(row: dict[str, Any] | None, link: Link | None, *, resolve: bool = False) -> None:
+            """Save or spool the link, and resolve the Contact's work item with it."""
             if row is None:
                 if link is not None:
                     links_to_save.append(link)
+                    if resolve:
+                        resolved.append(link.contact_id)
                 return
-            context = {"contact_id": row["Id"], "link": link and link_to_json(link)}
+            context = {
+                "contact_id": row["Id"],
+                "link": link and link_to_json(link),
+                "resolve": resolve,
+            }
             self.updates.add(row, context)
 
         # Subscribers to create: new Contacts, and Contacts whose opt-out was cleared.
@@ -567,8 +575,8 @@ class _ContactApplier:
                         action=action,
                         subscriber=subscriber,
                     ),
+                    resolve=True,
                 )
-                resolved.append(action["contact_id"])
 
         # Existing subscribers to link, possibly with an update or an unsubscribe.
         for action in by_kind.get("link", []) + by_kind.get("link_and_unsubscribe", []):
@@ -601,8 +609,8 @@ class _ContactApplier:
                     opted_out=unsubscribe,
                     action=action,
                 ),
+                resolve=True,
             )
-            resolved.append(action["contact_id"])
 
         # Linked pairs: updates and unsubscribes, several at once.
         def update(action: dict[str, Any]) -> Any:
@@ -634,8 +642,8 @@ class _ContactApplier:
                         action=action,
                         subscriber=answer if isinstance(answer, dict) else None,
                     ),
+                    resolve=True,
                 )
-                resolved.append(action["contact_id"])
 
         for action in by_kind.get("adopt_link", []):
             self.result.counts["linked"] += 1
@@ -672,11 +680,15 @@ class _ContactApplier:
     def settle_updates(self, outcomes: Sequence[tuple[dict[str, Any], WriteResult]]) -> None:
         """Quarantine the Contacts whose update failed, and save the links of all of them.
 
-        A link is saved whatever its Contact update's outcome: the pair is linked in Cerkl,
-        and a failed update is retried from the quarantine.
+        A link is saved, and its Contact's work item resolved, whatever the Contact update's
+        outcome: the pair is linked in Cerkl, and a failed update is retried from the
+        quarantine.
         """
         links = []
+        resolved = []
         for context, outcome in outcomes:
+            if context.get("resolve"):
+                resolved.append(context["contact_id"])
             if not outcome.success:
                 self.result.reject(
                     "Contact",
@@ -687,6 +699,8 @@ class _ContactApplier:
                 links.append(link_from_json(context["link"]))
         if links:
             self.state.save_links(links)
+        if resolved:
+            self.state.resolve_work_items(FLOW, "Contact", resolved)
 
     def _salesforce_changes(self, action: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return the Contact update an adopted link carries, or None."""

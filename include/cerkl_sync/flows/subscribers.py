@@ -298,12 +298,12 @@ def link_new_subscribers(
             )
             plan.actions.extend(adopted)
             result.absorb_plan(plan)
+            claimed.update(a["contact_id"] for a in plan.actions if a["action"] == "link")
             if run.dry_run:
                 for action in plan.actions:
                     result.counts[action["action"]] += 1
                 continue
             _spool_new_subscriber_plan(plan.actions, config, creates, link_updates)
-            claimed.update(a["contact_id"] for a in plan.actions if a["action"] == "link")
             state.add_work_items(
                 NEW_FLOW,
                 "pending",
@@ -655,6 +655,9 @@ def apply_subscriber_changes(
     changes_result = FlowResult(CHANGES_FLOW)
     interests_result = FlowResult(INTERESTS_FLOW)
     changed_contact_ids = _refresh_contact_value_digests(contact_refs, state)
+    # Subscribers of earlier batches. Their digests are saved only when the spooled updates
+    # are sent, so a subscriber listed twice would be planned and counted twice.
+    planned: set[int] = set()
     # The Contact updates of all batches go out together at the end, in one Bulk API 2.0
     # job where they are many.
     with WriteSpool(
@@ -666,7 +669,11 @@ def apply_subscriber_changes(
         ),
     ) as updates:
         for ref in changed_refs:
-            subscribers = BatchStore.get(ref)
+            subscribers = []
+            for subscriber in BatchStore.get(ref):
+                if subscriber["id"] not in planned:
+                    planned.add(subscriber["id"])
+                    subscribers.append(subscriber)
             by_id = {s["id"]: s for s in subscribers}
             links = state.get_links_by_subscriber(s["id"] for s in subscribers)
             linked = [s for s in subscribers if s["id"] in links]
