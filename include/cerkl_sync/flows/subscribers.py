@@ -649,9 +649,6 @@ def apply_subscriber_changes(
     the state DB keeps. A Contact deleted since the extract makes its update fail with
     ``ENTITY_IS_DELETED``, and the subscriber is skipped as ``CONTACT_DELETED``.
     """
-    from cerkl.exceptions import CerklNotFoundError
-
-    config = run.config
     changes_result = FlowResult(CHANGES_FLOW)
     interests_result = FlowResult(INTERESTS_FLOW)
     changed_contact_ids = _refresh_contact_value_digests(contact_refs, state)
@@ -669,93 +666,125 @@ def apply_subscriber_changes(
         ),
     ) as updates:
         for ref in changed_refs:
-            subscribers = []
-            for subscriber in BatchStore.get(ref):
-                if subscriber["id"] not in planned:
-                    planned.add(subscriber["id"])
-                    subscribers.append(subscriber)
-            by_id = {s["id"]: s for s in subscribers}
-            links = state.get_links_by_subscriber(s["id"] for s in subscribers)
-            linked = [s for s in subscribers if s["id"] in links]
-            # The extract is streamed again for each batch, so that only this batch's Contacts
-            # are held in memory.
-            needed_ids = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
-            contacts = {
-                c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in needed_ids
-            }
-            interests: dict[int, list[dict[str, Any]]] = {}
-            for subscriber_id, ranked, error in run_in_threads(
-                cerkl.get_subscriber_interests,
-                [s["id"] for s in linked],
-                workers=config.cerkl_workers,
-            ):
-                if isinstance(error, CerklNotFoundError):
-                    # Unsubscribed since it was read (perhaps by this run): no interests to copy.
-                    interests_result.counts["skipped"] += 1
-                    continue
-                if error is not None:
-                    raise_if_systemic(error)
-                    interests_result.reject(
-                        "subscriber",
-                        subscriber_id,
-                        f"CERKL_READ_FAILED: {getattr(error, 'code', type(error).__name__)}",
-                    )
-                    continue
-                interests[subscriber_id] = ranked
-            changes_plan, interests_plan = writeback.plan_subscriber_changes_to_contacts(
-                linked,
-                links_by_subscriber=links,
-                contacts=contacts,
-                changed_contact_ids=changed_contact_ids,
-                interests=interests,
-                conflict_rule=config.conflict_rule,
+            _spool_subscriber_changes(
+                run,
+                ref,
+                contact_refs,
+                changed_contact_ids,
+                planned,
+                updates,
+                salesforce=salesforce,
+                cerkl=cerkl,
+                state=state,
+                results=(changes_result, interests_result),
             )
-            for item in subscribers:
-                if item["id"] not in links:
-                    changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
-            _reject_emails_held_elsewhere(salesforce, run, changes_plan)
-            changes_result.absorb_plan(changes_plan)
-            interests_result.absorb_plan(interests_plan)
-            if run.dry_run:
-                changes_result.counts["updated"] += len(changes_plan.actions)
-                interests_result.counts["updated"] += len(interests_plan.actions)
-                continue
-
-            merged: dict[str, dict[str, Any]] = {}
-            owners: dict[str, list[list[Any]]] = {}
-            for plan, kind in ((changes_plan, "changes"), (interests_plan, "interests")):
-                for action in plan.actions:
-                    sid = action["subscriber_id"]
-                    merged.setdefault(action["contact_id"], {}).update(action["changes"])
-                    # What settling the outcome needs: the flow, the subscriber, the digests to
-                    # keep, and for a name or email change the subscriber's change time.
-                    modified = by_id[sid].get("modified") if kind == "changes" else None
-                    owners.setdefault(action["contact_id"], []).append(
-                        [kind, sid, action["synced_values"], modified]
-                    )
-            for contact_id, changes in merged.items():
-                row = {"Id": contact_id, **contact_writes(changes, config)}
-                log.info(
-                    "Contact %s: updating %s", contact_id, ", ".join(sorted(set(row) - {"Id"}))
-                )
-                updates.add(row, owners[contact_id])
-            # An unchanged subscriber counts as seen. An interest list alone, written or
-            # unchanged, does not: it must not mark a failed or rejected name or email update
-            # as seen, or the next run would not retry it.
-            digests: dict[int, dict[str, str]] = {}
-            seen: dict[int, Any] = {}
-            for plan, marks_seen in ((changes_plan, True), (interests_plan, False)):
-                for skipped in plan.skipped:
-                    sid = int(skipped["record_id"])
-                    if skipped["reason"] != "UNCHANGED" or sid not in links:
-                        continue
-                    digests.setdefault(sid, {}).update(skipped.get("synced_values", {}))
-                    if marks_seen:
-                        seen[sid] = by_id[sid].get("modified")
-            _save_link_digests(state, links, digests, seen)
-            if updates.full:
-                updates.flush()
     return changes_result, interests_result
+
+
+def _spool_subscriber_changes(
+    run: RunInfo,
+    ref: BatchRef,
+    contact_refs: Sequence[BatchRef],
+    changed_contact_ids: set[str],
+    planned: set[int],
+    updates: WriteSpool,
+    *,
+    salesforce: SalesforceClient,
+    cerkl: CerklHook,
+    state: SyncStateStore,
+    results: tuple[FlowResult, FlowResult],
+) -> None:
+    """Plan one batch of changed subscribers and spool its Contact updates.
+
+    A function of its own, so that the batch's records are freed when it returns, before
+    the next batch or the final send.
+    """
+    from cerkl.exceptions import CerklNotFoundError
+
+    config = run.config
+    changes_result, interests_result = results
+    subscribers = []
+    for subscriber in BatchStore.get(ref):
+        if subscriber["id"] not in planned:
+            planned.add(subscriber["id"])
+            subscribers.append(subscriber)
+    by_id = {s["id"]: s for s in subscribers}
+    links = state.get_links_by_subscriber(s["id"] for s in subscribers)
+    linked = [s for s in subscribers if s["id"] in links]
+    # The extract is streamed again for each batch, so that only this batch's Contacts
+    # are held in memory.
+    needed_ids = {links[s["id"]].contact_id for s in linked} & changed_contact_ids
+    contacts = {c["id"]: c for c in BatchStore.iter_records(contact_refs) if c["id"] in needed_ids}
+    interests: dict[int, list[dict[str, Any]]] = {}
+    for subscriber_id, ranked, error in run_in_threads(
+        cerkl.get_subscriber_interests,
+        [s["id"] for s in linked],
+        workers=config.cerkl_workers,
+    ):
+        if isinstance(error, CerklNotFoundError):
+            # Unsubscribed since it was read (perhaps by this run): no interests to copy.
+            interests_result.counts["skipped"] += 1
+            continue
+        if error is not None:
+            raise_if_systemic(error)
+            interests_result.reject(
+                "subscriber",
+                subscriber_id,
+                f"CERKL_READ_FAILED: {getattr(error, 'code', type(error).__name__)}",
+            )
+            continue
+        interests[subscriber_id] = ranked
+    changes_plan, interests_plan = writeback.plan_subscriber_changes_to_contacts(
+        linked,
+        links_by_subscriber=links,
+        contacts=contacts,
+        changed_contact_ids=changed_contact_ids,
+        interests=interests,
+        conflict_rule=config.conflict_rule,
+    )
+    for item in subscribers:
+        if item["id"] not in links:
+            changes_plan.skip("subscriber", str(item["id"]), "NOT_LINKED")
+    _reject_emails_held_elsewhere(salesforce, run, changes_plan)
+    changes_result.absorb_plan(changes_plan)
+    interests_result.absorb_plan(interests_plan)
+    if run.dry_run:
+        changes_result.counts["updated"] += len(changes_plan.actions)
+        interests_result.counts["updated"] += len(interests_plan.actions)
+        return
+
+    merged: dict[str, dict[str, Any]] = {}
+    owners: dict[str, list[list[Any]]] = {}
+    for plan, kind in ((changes_plan, "changes"), (interests_plan, "interests")):
+        for action in plan.actions:
+            sid = action["subscriber_id"]
+            merged.setdefault(action["contact_id"], {}).update(action["changes"])
+            # What settling the outcome needs: the flow, the subscriber, the digests to
+            # keep, and for a name or email change the subscriber's change time.
+            modified = by_id[sid].get("modified") if kind == "changes" else None
+            owners.setdefault(action["contact_id"], []).append(
+                [kind, sid, action["synced_values"], modified]
+            )
+    for contact_id, changes in merged.items():
+        row = {"Id": contact_id, **contact_writes(changes, config)}
+        log.info("Contact %s: updating %s", contact_id, ", ".join(sorted(set(row) - {"Id"})))
+        updates.add(row, owners[contact_id])
+    # An unchanged subscriber counts as seen. An interest list alone, written or
+    # unchanged, does not: it must not mark a failed or rejected name or email update
+    # as seen, or the next run would not retry it.
+    digests: dict[int, dict[str, str]] = {}
+    seen: dict[int, Any] = {}
+    for plan, marks_seen in ((changes_plan, True), (interests_plan, False)):
+        for skipped in plan.skipped:
+            sid = int(skipped["record_id"])
+            if skipped["reason"] != "UNCHANGED" or sid not in links:
+                continue
+            digests.setdefault(sid, {}).update(skipped.get("synced_values", {}))
+            if marks_seen:
+                seen[sid] = by_id[sid].get("modified")
+    _save_link_digests(state, links, digests, seen)
+    if updates.full:
+        updates.flush()
 
 
 def _settle_contact_updates(
