@@ -221,7 +221,6 @@ def link_new_subscribers(
     config = run.config
     fields = config.contact_fields
     result = FlowResult(NEW_FLOW)
-    extracted, extracted_holders = _index_extracted_contacts(unlinked_refs, contact_refs)
     owner = f"{run.run_id}:{NEW_FLOW}"
     # Subscribers planned, and Contacts that a planned link takes, by earlier batches. Their
     # links are saved only when the spooled writes are sent, so later batches skip them. A
@@ -254,6 +253,9 @@ def link_new_subscribers(
                 if subscriber["id"] not in planned:
                     planned.add(subscriber["id"])
                     batch.append(subscriber)
+            # The extract is streamed again for each batch, so that only the Contacts this
+            # batch may link to are held in memory.
+            extracted, extracted_holders = _index_extracted_contacts(batch, contact_refs)
             if contact_refs:
                 holding = _contacts_holding_new_subscribers(
                     salesforce, run, batch, extracted_holders
@@ -322,19 +324,19 @@ def _extracted_contacts_by_email(
 
     :param unlinked_refs: batches of subscribers or unsubscribes (records with ``email``).
     """
-    return _index_extracted_contacts(unlinked_refs, contact_refs)[0]
+    return _index_extracted_contacts(BatchStore.iter_records(unlinked_refs), contact_refs)[0]
 
 
 def _index_extracted_contacts(
-    unlinked_refs: Sequence[BatchRef], contact_refs: Sequence[BatchRef]
+    records: Iterable[Mapping[str, Any]], contact_refs: Sequence[BatchRef]
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[int, dict[str, Any]]]:
     """Index the live extracted Contacts that the given Cerkl records may link to.
 
     Only Contacts that match one of those records are kept, so a full sync's extract is
-    streamed once and not held in memory.
+    streamed and not held in memory. Callers pass one batch of records at a time, so that
+    the index follows the batch size and not the org.
 
-    :param unlinked_refs: batches of subscribers or unsubscribes (records with ``id`` and
-        ``email``).
+    :param records: subscribers or unsubscribes (records with ``id`` and ``email``).
     :return: the unlinked Contacts by normalized email, and the Contacts whose
         subscriber-id field contains one of the records' ids, by that id.
     """
@@ -342,7 +344,7 @@ def _index_extracted_contacts(
         return {}, {}
     keys: set[str] = set()
     ids: set[int] = set()
-    for record in BatchStore.iter_records(unlinked_refs):
+    for record in records:
         ids.add(record["id"])
         key = normalize_email(record.get("email"))
         if key is not None:
