@@ -302,6 +302,15 @@ def change_contacts_on_day_two(env: Any) -> None:
     env.set_clocks(DAY_TWO + timedelta(days=1, minutes=5))
 
 
+def live_contacts(env: Any) -> dict[str, dict[str, Any]]:
+    """Return the sandbox's Contacts that are not deleted, by Id, as the REST API reads them."""
+    sf = sb.salesforce_client(env.sandbox.salesforce_url)
+    try:
+        return {cid: c for cid, c in sb.contacts(sf).items() if not c["IsDeleted"]}
+    finally:
+        sf.session.close()
+
+
 def end_state(env: Any) -> dict[str, Any]:
     """Describe both systems by email address, so that runs with different ids compare.
 

@@ -29,14 +29,6 @@ def _state() -> SyncStateStore:
     return SyncStateStore.from_connection(STATE_CONN_ID)
 
 
-def _live_contacts(env: Any) -> dict[str, dict[str, Any]]:
-    sf = sb.salesforce_client(env.sandbox.salesforce_url)
-    try:
-        return {cid: c for cid, c in sb.contacts(sf).items() if not c["IsDeleted"]}
-    finally:
-        sf.session.close()
-
-
 def _update_contact(env: Any, contact_id: str, fields: dict[str, Any]) -> None:
     sf = sb.salesforce_client(env.sandbox.salesforce_url)
     try:
@@ -48,7 +40,7 @@ def _update_contact(env: Any, contact_id: str, fields: dict[str, Any]) -> None:
 def test_new_subscriber_adopted_from_extract(env):
     helpers.Pipeline("day-one").rest()
     unlinked = sorted(
-        (c for c in _live_contacts(env).values() if not c["Cerkl_Subscriber_Id__c"]),
+        (c for c in helpers.live_contacts(env).values() if not c["Cerkl_Subscriber_Id__c"]),
         key=lambda c: c["Id"],
     )
     holder = unlinked[0]
@@ -65,7 +57,7 @@ def test_new_subscriber_adopted_from_extract(env):
         {"Cerkl_Subscriber_Id__c": str(created["id"]), "Email": "holder@example.org"},
     )
     env.set_clocks(helpers.DAY_TWO + timedelta(days=1, minutes=5))
-    before = len(_live_contacts(env))
+    before = len(helpers.live_contacts(env))
     pipeline = helpers.Pipeline("day-two", day=helpers.DAY_TWO, full_sync=False)
     pipeline.until("link_new_subscribers")
     env.reset_counters()
@@ -76,7 +68,7 @@ def test_new_subscriber_adopted_from_extract(env):
     assert _query_calls(env) == 0
     assert result["counts"].get("linked") == 1, result["counts"]
     assert result["counts"].get("created_contact", 0) == 0, result["counts"]
-    assert len(_live_contacts(env)) == before
+    assert len(helpers.live_contacts(env)) == before
     state = _state()
     try:
         links = state.get_links_by_subscriber([int(created["id"])])
@@ -90,7 +82,7 @@ def test_old_subscriber_link_looked_up(env):
     contact = sorted(
         (
             c
-            for c in _live_contacts(env).values()
+            for c in helpers.live_contacts(env).values()
             if c["Cerkl_Subscriber_Id__c"]
             and not (c["Cerkl_Unsubscribe__c"] or c["HasOptedOutOfEmail"])
         ),
@@ -109,7 +101,7 @@ def test_old_subscriber_link_looked_up(env):
     env.set_clocks(helpers.DAY_TWO + timedelta(hours=9))
     env.cerkl.edit_subscriber(subscriber_id, first_name="Renamed")
     env.set_clocks(helpers.DAY_TWO + timedelta(days=1, minutes=5))
-    before = _live_contacts(env)
+    before = helpers.live_contacts(env)
     pipeline = helpers.Pipeline("day-two", day=helpers.DAY_TWO, full_sync=False)
     pipeline.until("link_new_subscribers")
 
@@ -117,7 +109,7 @@ def test_old_subscriber_link_looked_up(env):
 
     assert result["counts"].get("linked") == 1, result["counts"]
     assert result["counts"].get("created_contact", 0) == 0, result["counts"]
-    after = _live_contacts(env)
+    after = helpers.live_contacts(env)
     assert len(after) == len(before)
     assert after[contact["Id"]]["AccountId"] == contact["AccountId"]
     state = _state()

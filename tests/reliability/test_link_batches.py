@@ -19,14 +19,6 @@ from tests.include.sandbox.cerkl.api_client import CerklApi
 from tests.reliability import helpers
 
 
-def _live_contacts(env: Any) -> dict[str, dict[str, Any]]:
-    sf = sb.salesforce_client(env.sandbox.salesforce_url)
-    try:
-        return {cid: c for cid, c in sb.contacts(sf).items() if not c["IsDeleted"]}
-    finally:
-        sf.session.close()
-
-
 def _create_contact(env: Any, **fields: Any) -> str:
     sf = sb.salesforce_client(env.sandbox.salesforce_url)
     try:
@@ -76,14 +68,14 @@ def test_subscriber_in_two_batches_linked_once(env):
     (subscriber,) = _create_subscribers(env, ("listed.twice@example.org", "Listed", "Twice"))
     pipeline = _day_two_pipeline(env)
     record = _unlinked(pipeline)[int(subscriber["id"])]
-    before = len(_live_contacts(env))
+    before = len(helpers.live_contacts(env))
     _set_unlinked_batches(pipeline, [record], [dict(record)])
 
     result = pipeline.step("link_new_subscribers")[0]
 
     assert result["counts"].get("linked") == 1, result["counts"]
     assert result["counts"].get("created_contact", 0) == 0, result["counts"]
-    after = _live_contacts(env)
+    after = helpers.live_contacts(env)
     assert len(after) == before
     assert after[contact]["Cerkl_Subscriber_Id__c"] == str(subscriber["id"])
     assert _holders(after)[str(subscriber["id"])] == 1
@@ -109,7 +101,7 @@ def test_contact_taken_by_earlier_batch_not_offered(env):
 
     assert result["counts"].get("linked") == 1, result["counts"]
     assert result["counts"].get("created_contact") == 1, result["counts"]
-    after = _live_contacts(env)
+    after = helpers.live_contacts(env)
     assert after[contact]["Cerkl_Subscriber_Id__c"] == str(first["id"])
     holders = _holders(after)
     assert holders[str(first["id"])] == 1

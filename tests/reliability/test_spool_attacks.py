@@ -2,9 +2,10 @@
 
 ``link_new_subscribers``, ``apply_contact_changes`` and ``apply_subscriber_changes`` plan
 one batch at a time and send their Contact writes at the end, after the last batch. These
-tests run them with a ``batch_size`` of 5, so that the seeded org spans several batches, and
-break the final send or its settling: Salesforce down, record-level failures, a Bulk API
-2.0 job whose results cannot be read, the state DB lost between settle chunks, a kill.
+tests run them with a ``batch_size`` of 5, so that the seeded org spans several batches.
+Then they break the final send or its settling: Salesforce down, record-level failures, a
+Bulk API 2.0 job whose results cannot be read, the state DB lost between settle chunks, a
+kill.
 After the fault a retry (or the next day's run) must reach the end state of a run without
 faults, with no subscriber held by two Contacts and no record lost.
 """
@@ -74,18 +75,10 @@ def bulk_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SalesforceClient, "__init__", init)
 
 
-def _live_contacts(env: Any) -> dict[str, dict[str, Any]]:
-    sf = sb.salesforce_client(env.sandbox.salesforce_url)
-    try:
-        return {cid: c for cid, c in sb.contacts(sf).items() if not c["IsDeleted"]}
-    finally:
-        sf.session.close()
-
-
 def _assert_one_holder_per_subscriber(env: Any) -> None:
     holders = Counter(
         c["Cerkl_Subscriber_Id__c"]
-        for c in _live_contacts(env).values()
+        for c in helpers.live_contacts(env).values()
         if c["Cerkl_Subscriber_Id__c"]
     )
     repeated = {sid: n for sid, n in holders.items() if n > 1}
@@ -93,8 +86,8 @@ def _assert_one_holder_per_subscriber(env: Any) -> None:
 
 
 def _assert_links_match_salesforce(env: Any) -> None:
-    """Check that every saved link's Contact holds that link's subscriber id."""
-    live = _live_contacts(env)
+    """Check that every saved link's Contact contains that link's subscriber id."""
+    live = helpers.live_contacts(env)
     state = SyncStateStore.from_connection(STATE_CONN_ID)
     try:
         links = [link for chunk in state.iter_links() for link in chunk]
@@ -254,7 +247,7 @@ def test_record_failures_in_bulk_quarantined(env, baseline, small_batches, bulk_
     }
     free = [
         c
-        for c in _live_contacts(env).values()
+        for c in helpers.live_contacts(env).values()
         if not c["Cerkl_Subscriber_Id__c"]
         and sb.normalize_email(c["Email"]) in set(unlinked.values())
     ]
@@ -582,7 +575,7 @@ def test_changed_subscriber_in_two_batches_counted_once(env):
 
     changes, _interests = pipeline.step("apply_subscriber_changes")
 
-    assert _live_contacts(env)[link.contact_id]["FirstName"] == "Twicelisted"
+    assert helpers.live_contacts(env)[link.contact_id]["FirstName"] == "Twicelisted"
     assert changes["counts"].get("updated") == 1, changes["counts"]
     assert changes["rejected"] == []
 
