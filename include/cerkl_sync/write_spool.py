@@ -163,7 +163,7 @@ class WriteSpool:
                 self.flush()
             elif self._count:
                 log.warning(
-                    "%d %s %s rows were not sent because the step failed (%s); its retry "
+                    "%d %s %s rows were not sent because the step failed (%s). Its retry "
                     "plans them again",
                     self._count,
                     self._sobject,

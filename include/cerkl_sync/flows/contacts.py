@@ -445,9 +445,9 @@ def apply_contact_changes(
         del result.counts[key]
     owner = f"{run.run_id}:{FLOW}"
     applier = _ContactApplier(run, salesforce, cerkl, state, result)
-    # The Contact updates of all batches go out together at the end, in one Bulk API 2.0
-    # job where they are many. A link whose Contact update is spooled is saved with the
-    # update's outcome, as it would be if the update were sent at once.
+    # The Contact updates of all batches go out together at the end, as one call per
+    # 50,000 rows (a Bulk API 2.0 job above 1,000). A link whose Contact update is spooled
+    # is saved with the update's outcome, as it would be if the update were sent at once.
     with WriteSpool(
         salesforce,
         "update",

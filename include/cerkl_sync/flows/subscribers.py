@@ -657,8 +657,8 @@ def apply_subscriber_changes(
     # Subscribers of earlier batches. Their digests are saved only when the spooled updates
     # are sent, so a subscriber listed twice would be planned and counted twice.
     planned: set[int] = set()
-    # The Contact updates of all batches go out together at the end, in one Bulk API 2.0
-    # job where they are many.
+    # The Contact updates of all batches go out together at the end, as one call per
+    # 50,000 rows (a Bulk API 2.0 job above 1,000).
     with WriteSpool(
         salesforce,
         "update",
